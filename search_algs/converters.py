@@ -1,0 +1,318 @@
+"""Translate user-facing space descriptions into a template of our domains.
+
+Three sources, each with its own edge conventions, all mapped onto inclusive bounds:
+
+* YAML/dict specs: ``{type: float|int|choice, ...}`` leaves inside nested dicts.
+* Ray Tune domains: ``randint``/``lograndint`` (and ``qrandint`` with ``q == 1``) EXCLUDE
+  their upper bound; ``qrandint``/``qlograndint`` with ``q > 1`` and ``quniform``/
+  ``qloguniform`` INCLUDE it, on the multiples of ``q`` inside the bounds.
+* hyperopt ``hp.*``: ``randint`` excludes its upper bound; ``quniform(l, h, q)`` draws
+  ``round(U(l, h) / q) * q``, so its values are the multiples of ``q`` from ``round(l / q) q``
+  to ``round(h / q) q``; ``loguniform`` bounds are given in log space.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+from search_algs.errors import SpaceError
+from search_algs.space import Categorical, Float, Int, _is_domain
+
+SPEC_TYPES = {
+    "float": "float", "uniform": "float", "loguniform": "float", "real": "float",
+    "int": "int", "integer": "int", "randint": "int",
+    "choice": "choice", "categorical": "choice",
+}
+
+
+def to_template(obj: Any) -> Any:
+    """Template of our domains from a YAML/dict spec, a Ray ``param_space`` or a hyperopt space."""
+    if _is_hyperopt(obj):
+        return from_hyperopt(obj)
+    return _convert(obj, "")
+
+
+def _is_hyperopt(obj: Any) -> bool:
+    return type(obj).__module__.startswith("hyperopt.")
+
+
+def _is_ray_domain(obj: Any) -> bool:
+    return type(obj).__module__ == "ray.tune.search.sample"
+
+
+def _join(path: str, key: Any) -> str:
+    return f"{path}/{key}" if path else str(key)
+
+
+def _convert(node: Any, path: str) -> Any:
+    if _is_domain(node):
+        return node
+    if _is_ray_domain(node):
+        return from_ray_domain(node, path)
+    if _is_hyperopt(node):
+        return from_hyperopt(node)
+    if isinstance(node, Mapping):
+        if "grid_search" in node and len(node) == 1:
+            raise SpaceError(
+                f"parameter '{path}': grid_search is not supported, got {dict(node)}; use a "
+                f"choice over the same values (every searcher then explores them)"
+            )
+        if "type" in node and isinstance(node["type"], str) and node["type"] in SPEC_TYPES:
+            return from_spec_leaf(node, path)
+        return {k: _convert(v, _join(path, k)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_convert(v, _join(path, k)) for k, v in enumerate(node)]
+    if isinstance(node, tuple):
+        return tuple(_convert(v, _join(path, k)) for k, v in enumerate(node))
+    if callable(node):
+        raise SpaceError(
+            f"parameter '{path}': a function (e.g. tune.sample_from) cannot be searched, got "
+            f"{node!r}; use a float, int or choice domain"
+        )
+    return node
+
+
+# ---- YAML / dict spec -----------------------------------------------------------------
+
+_SPEC_KEYS = {
+    "float": {"type", "low", "high", "log", "step"},
+    "int": {"type", "low", "high", "log", "step"},
+    "choice": {"type", "values", "weights"},
+}
+
+
+def from_spec_leaf(node: Mapping, path: str) -> Any:
+    """One ``{type: ...}`` leaf of a YAML spec. Bounds are inclusive for both floats and ints."""
+    kind = SPEC_TYPES[node["type"]]
+    unknown = set(node) - _SPEC_KEYS[kind]
+    if unknown:
+        raise SpaceError(
+            f"parameter '{path}': unknown keys {sorted(unknown)} for type '{node['type']}'; "
+            f"allowed keys are {sorted(_SPEC_KEYS[kind])}"
+        )
+    if kind == "choice":
+        if "values" not in node:
+            raise SpaceError(f"parameter '{path}': a choice needs 'values', a non-empty list; add it")
+        values = node["values"]
+        if not isinstance(values, list) or not values:
+            raise SpaceError(
+                f"parameter '{path}': 'values' must be a non-empty list, got {values!r}; list the choices"
+            )
+        choices = [_convert(v, f"{path}[{k}]") for k, v in enumerate(values)]
+        return Categorical(choices, node.get("weights"), label=path)
+    for key in ("low", "high"):
+        if key not in node:
+            raise SpaceError(f"parameter '{path}': type '{node['type']}' needs '{key}'; add it")
+    log = node.get("log", node["type"] == "loguniform")
+    if not isinstance(log, bool):
+        raise SpaceError(f"parameter '{path}': 'log' must be true or false, got {log!r}")
+    low, high = node["low"], node["high"]
+    for key, value in (("low", low), ("high", high)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SpaceError(
+                f"parameter '{path}': '{key}' must be a number, got {value!r}; write it as a number "
+                f"(YAML reads 1e-3 as a string: write 1.0e-3)"
+            )
+    if kind == "int":
+        step = node.get("step", 1)
+        for key, value in (("low", low), ("high", high), ("step", step)):
+            if isinstance(value, float) and not value.is_integer() or isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise SpaceError(
+                    f"parameter '{path}': '{key}' of an int parameter must be a whole number, got {value!r}"
+                )
+        return Int(int(low), int(high), log, int(step), label=path)
+    return Float(float(low), float(high), log, node.get("step"), label=path)
+
+
+# ---- Ray Tune -------------------------------------------------------------------------
+
+def _grid(low: float, high: float, q: float) -> tuple[float, float]:
+    """Smallest and largest multiples of ``q`` inside ``[low, high]``."""
+    lo = math.ceil(round(low / q, 9)) * q
+    hi = math.floor(round(high / q, 9)) * q
+    return round(lo, 12), round(hi, 12)
+
+
+def from_ray_domain(domain: Any, path: str) -> Any:
+    """One Ray Tune domain, with Ray's own sampling semantics on the bounds."""
+    from ray.tune.search import sample as rs
+
+    if isinstance(domain, rs.Categorical):
+        return Categorical([_convert(c, f"{path}[{k}]") for k, c in enumerate(domain.categories)], label=path)
+    if isinstance(domain, rs.Function):
+        raise SpaceError(
+            f"parameter '{path}': tune.sample_from cannot be searched, got {domain!r}; use a "
+            f"float, int or choice domain"
+        )
+    sampler = domain.get_sampler()
+    q = None
+    if isinstance(sampler, rs.Quantized):
+        q, sampler = sampler.q, sampler.get_sampler()
+    if isinstance(sampler, rs.Normal):
+        raise SpaceError(
+            f"parameter '{path}': tune.randn/qrandn is unbounded, got {domain!r}; use "
+            f"tune.uniform(low, high) with bounds"
+        )
+    log = isinstance(sampler, rs.LogUniform)
+    if isinstance(domain, rs.Float):
+        if q is None:
+            return Float(domain.lower, domain.upper, log, label=path)
+        low, high = _grid(domain.lower, domain.upper, q)
+        if low > high:
+            raise SpaceError(
+                f"parameter '{path}': no multiple of q={q} lies in [{domain.lower}, {domain.upper}]; "
+                f"widen the bounds or use a smaller q"
+            )
+        return Float(low, high, log, q, label=path)
+    if isinstance(domain, rs.Integer):
+        if q is None or q == 1:  # upper bound excluded
+            return Int(int(domain.lower), int(domain.upper) - 1, log, label=path)
+        low, high = _grid(domain.lower, domain.upper, q)
+        if low > high:
+            raise SpaceError(
+                f"parameter '{path}': no multiple of q={q} lies in [{domain.lower}, {domain.upper}]; "
+                f"widen the bounds or use a smaller q"
+            )
+        return Int(int(low), int(high), log, int(q), label=path)
+    raise SpaceError(f"parameter '{path}': unsupported Ray Tune domain {domain!r}")
+
+
+def to_ray_param_space(template: Any) -> Any:
+    """Ray Tune ``param_space`` for a template, for handing the space to Ray's own searchers.
+
+    Conditional spaces have no Ray equivalent and are refused.
+    """
+    from ray import tune
+
+    def walk(node: Any, path: str) -> Any:
+        if isinstance(node, Categorical):
+            if any(_is_domain(c) or isinstance(c, (Mapping, list, tuple)) and _has_domain(c) for c in node.choices):
+                raise SpaceError(
+                    f"parameter '{path}': a conditional choice cannot be expressed as a Ray Tune "
+                    f"param_space; use one of this project's searchers (e.g. search='random')"
+                )
+            return tune.choice(list(node.choices))
+        if isinstance(node, Float):
+            if node.step is None:
+                return tune.loguniform(node.low, node.high) if node.log else tune.uniform(node.low, node.high)
+            return (tune.qloguniform if node.log else tune.quniform)(node.low, node.high, node.step)
+        if isinstance(node, Int):
+            if node.step == 1:
+                return (tune.lograndint if node.log else tune.randint)(node.low, node.high + 1)
+            return (tune.qlograndint if node.log else tune.qrandint)(node.low, node.high, node.step)
+        if isinstance(node, Mapping):
+            return {k: walk(v, _join(path, k)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, _join(path, k)) for k, v in enumerate(node)]
+        return node
+
+    return walk(template, "")
+
+
+def _has_domain(node: Any) -> bool:
+    if _is_domain(node):
+        return True
+    if isinstance(node, Mapping):
+        return any(_has_domain(v) for v in node.values())
+    if isinstance(node, (list, tuple)):
+        return any(_has_domain(v) for v in node)
+    return False
+
+
+# ---- hyperopt -------------------------------------------------------------------------
+
+_UNBOUNDED = {"normal", "qnormal", "lognormal", "qlognormal"}
+
+
+def from_hyperopt(space: Any) -> Any:
+    """Template from a hyperopt space (``hp.*`` expressions inside dicts/lists/tuples).
+
+    Parameters keep their hyperopt labels as names; a node used twice is one parameter.
+    """
+    from hyperopt.pyll import as_apply
+
+    memo: dict[int, Any] = {}
+    return _walk_pyll(as_apply(space), memo, cast=None)
+
+
+def _literal(node: Any) -> Any:
+    if node.name == "pos_args":
+        return [_literal(a) for a in node.pos_args]
+    if node.name != "literal":
+        raise SpaceError(f"hyperopt space: expected a constant argument, got the expression {node}")
+    return node.obj
+
+
+def _walk_pyll(node: Any, memo: dict, cast: str | None) -> Any:
+    key = (id(node), cast)
+    if key in memo:
+        return memo[key]
+    name = node.name
+    if name == "literal":
+        out = node.obj
+    elif name == "dict":
+        out = {k: _walk_pyll(v, memo, None) for k, v in node.named_args}
+    elif name == "pos_args":
+        out = [_walk_pyll(v, memo, None) for v in node.pos_args]
+        if getattr(node, "_obj_is_tuple", False):
+            out = tuple(out)
+    elif name in ("float", "int") and len(node.pos_args) == 1:
+        out = _walk_pyll(node.pos_args[0], memo, "int" if name == "int" or cast == "int" else "float")
+    elif name == "switch":
+        selector = node.pos_args[0]
+        label, dist = _param(selector)
+        weights = None
+        if dist.name == "categorical":
+            weights = list(_literal(dist.pos_args[0]) if dist.pos_args else _literal(dict(dist.named_args)["p"]))
+        options = [_walk_pyll(opt, memo, None) for opt in node.pos_args[1:]]
+        out = Categorical(options, weights, label=label)
+    elif name == "hyperopt_param":
+        out = _hyperopt_leaf(node, cast)
+    else:
+        raise SpaceError(
+            f"hyperopt space: the expression '{name}' is not supported; use hp.uniform, "
+            f"hp.loguniform, hp.quniform, hp.qloguniform, hp.randint, hp.uniformint, hp.choice or "
+            f"hp.pchoice (arithmetic on hp nodes cannot be searched)"
+        )
+    memo[key] = out
+    return out
+
+
+def _param(node: Any) -> tuple[str, Any]:
+    if node.name != "hyperopt_param":
+        raise SpaceError(f"hyperopt space: expected a labelled hp.* node, got {node.name}")
+    return _literal(node.pos_args[0]), node.pos_args[1]
+
+
+def _hyperopt_leaf(node: Any, cast: str | None) -> Any:
+    label, dist = _param(node)
+    args = [_literal(a) for a in dist.pos_args]
+    kwargs = {k: _literal(v) for k, v in dist.named_args}
+    kind = dist.name
+    if kind in _UNBOUNDED:
+        raise SpaceError(
+            f"parameter '{label}': hp.{kind} is unbounded and cannot be encoded; use "
+            f"hp.uniform/hp.loguniform with bounds instead"
+        )
+    if kind == "randint":
+        bounds = args + [kwargs[k] for k in ("low", "high", "upper") if k in kwargs]
+        low, high = (0, bounds[0]) if len(bounds) == 1 else (bounds[0], bounds[1])
+        return Int(int(low), int(high) - 1, label=label)
+    low = args[0] if args else kwargs["low"]
+    high = args[1] if len(args) > 1 else kwargs["high"]
+    q = args[2] if len(args) > 2 else kwargs.get("q")
+    if kind == "uniform":
+        return Float(float(low), float(high), label=label)
+    if kind == "loguniform":
+        return Float(math.exp(low), math.exp(high), True, label=label)
+    if kind in ("quniform", "qloguniform"):
+        log = kind == "qloguniform"
+        lo, hi = (math.exp(low), math.exp(high)) if log else (low, high)
+        lo, hi = round(round(lo / q) * q, 12), round(round(hi / q) * q, 12)
+        if log and lo <= 0:  # round(exp(low) / q) == 0: hyperopt can draw 0, which log scale cannot hold
+            lo = q
+        if cast == "int" and float(q).is_integer():
+            return Int(int(lo), int(hi), log, int(q), label=label)
+        return Float(float(lo), float(hi), log, float(q), label=label)
+    raise SpaceError(f"parameter '{label}': hyperopt distribution '{kind}' is not supported")

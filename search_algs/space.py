@@ -1,0 +1,532 @@
+"""One search-space model for every searcher.
+
+A *template* is the user's nested structure (dicts, lists, constants) whose leaves may be
+domains: :class:`Float`, :class:`Int` or :class:`Categorical`. A categorical's choices may
+themselves be templates holding domains, which makes the space conditional (tree-structured,
+as hyperopt's ``hp.choice`` of dicts): the parameters inside a choice exist only while that
+choice is taken.
+
+:class:`Space` flattens a template into an ordered tuple of :class:`Param` (parents before
+their children) and translates between three views of a point:
+
+* the nested *config* the trainable receives,
+* the *unit vector* ``u`` in ``[0, 1]^d`` the numerical cores work in (``NaN`` where a
+  parameter is inactive), one coordinate per parameter,
+* the flat ``{param name: value}`` mapping of the active parameters.
+
+Encoding conventions (``u`` to value):
+
+* ``Float``: linear or log scale between the bounds.
+* ``Int`` and quantised ``Float`` (``step``): the grid ``low, low + step, ..., high``; the
+  unit interval is padded by half a step on both ends, so every grid point owns an equal
+  share of ``[0, 1]`` (log scale: an equal share in log space).
+* ``Categorical``: choice ``k`` of ``n`` owns ``[k / n, (k + 1) / n)`` and encodes to its
+  centre.
+
+Bounds are inclusive everywhere. Converters from Ray Tune domains and hyperopt spaces
+translate their (differing) edge conventions into these; see :func:`from_ray` and
+:func:`from_hyperopt`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from search_algs.errors import SpaceError
+
+__all__ = [
+    "Float",
+    "Int",
+    "Categorical",
+    "Param",
+    "Space",
+    "SpaceError",
+]
+
+
+def _fmt(value: Any) -> str:
+    return repr(value)
+
+
+@dataclass(frozen=True)
+class Float:
+    """A real number in ``[low, high]``, optionally log-scaled and/or on a grid of ``step``."""
+
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = None
+    label: str | None = field(default=None, compare=False)
+
+    def validate(self, name: str) -> None:
+        for bound_name, bound in (("low", self.low), ("high", self.high)):
+            if not isinstance(bound, (int, float)) or isinstance(bound, bool) or not math.isfinite(bound):
+                raise SpaceError(
+                    f"parameter '{name}': '{bound_name}' must be a finite number, got {_fmt(bound)}; "
+                    f"give finite numeric bounds"
+                )
+        if self.low > self.high:
+            raise SpaceError(
+                f"parameter '{name}': low must be <= high, got low={self.low}, high={self.high}; "
+                f"swap the bounds"
+            )
+        if self.log and self.low <= 0:
+            raise SpaceError(
+                f"parameter '{name}': a log-scaled range needs low > 0, got low={self.low}; "
+                f"use a positive lower bound or log: false"
+            )
+        if self.step is not None:
+            if not isinstance(self.step, (int, float)) or not self.step > 0 or not math.isfinite(self.step):
+                raise SpaceError(
+                    f"parameter '{name}': step must be a positive number, got {_fmt(self.step)}; "
+                    f"use step > 0 or leave it out"
+                )
+            if self.step > self.high - self.low + 1e-12 * max(1.0, abs(self.high)) and self.low != self.high:
+                raise SpaceError(
+                    f"parameter '{name}': step={self.step} is larger than the range "
+                    f"[{self.low}, {self.high}]; use a smaller step"
+                )
+
+
+@dataclass(frozen=True)
+class Int:
+    """An integer in ``[low, high]`` (both inclusive) on a grid of ``step``, optionally log-scaled."""
+
+    low: int
+    high: int
+    log: bool = False
+    step: int = 1
+    label: str | None = field(default=None, compare=False)
+
+    def validate(self, name: str) -> None:
+        for bound_name, bound in (("low", self.low), ("high", self.high), ("step", self.step)):
+            if isinstance(bound, bool) or not isinstance(bound, (int, np.integer)):
+                raise SpaceError(
+                    f"parameter '{name}': '{bound_name}' of an integer parameter must be an int, "
+                    f"got {_fmt(bound)}; use a whole number or a float parameter"
+                )
+        if self.low > self.high:
+            raise SpaceError(
+                f"parameter '{name}': low must be <= high, got low={self.low}, high={self.high}; "
+                f"swap the bounds"
+            )
+        if self.log and self.low <= 0:
+            raise SpaceError(
+                f"parameter '{name}': a log-scaled range needs low > 0, got low={self.low}; "
+                f"use a positive lower bound or log: false"
+            )
+        if self.step < 1:
+            raise SpaceError(
+                f"parameter '{name}': step must be >= 1, got step={self.step}; use a positive step"
+            )
+
+
+@dataclass(frozen=True)
+class Categorical:
+    """One of ``choices``. A choice may be a template holding domains (a conditional branch).
+
+    ``weights`` (optional, e.g. from hyperopt's ``hp.pchoice``) bias random sampling only;
+    encoding stays uniform. ``label`` (optional, on every domain) names the parameter; by
+    default it is named by its path in the template (``a/b``, ``model[1]/depth``).
+    """
+
+    choices: tuple
+    weights: tuple | None = None
+    label: str | None = field(default=None, compare=False)
+
+    def __init__(self, choices: Sequence, weights: Sequence[float] | None = None, label: str | None = None):
+        object.__setattr__(self, "choices", tuple(choices) if isinstance(choices, (list, tuple)) else choices)
+        object.__setattr__(self, "weights", None if weights is None else tuple(float(w) for w in weights))
+        object.__setattr__(self, "label", label)
+
+    def validate(self, name: str) -> None:
+        if not isinstance(self.choices, tuple) or len(self.choices) == 0:
+            raise SpaceError(
+                f"parameter '{name}': choices must be a non-empty list, got {_fmt(self.choices)}; "
+                f"list at least one value"
+            )
+        if self.weights is not None:
+            w = np.asarray(self.weights)
+            if len(w) != len(self.choices) or np.any(~np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+                raise SpaceError(
+                    f"parameter '{name}': weights must be {len(self.choices)} non-negative numbers "
+                    f"with a positive sum, got {list(self.weights)}; fix the weights"
+                )
+
+
+Domain = (Float, Int, Categorical)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One flattened parameter.
+
+    ``condition`` lists ``(parent index, choice index)`` pairs from the root down: the
+    parameter is active iff every listed parent parameter takes that choice.
+    """
+
+    name: str
+    domain: Float | Int | Categorical
+    condition: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def is_categorical(self) -> bool:
+        return isinstance(self.domain, Categorical)
+
+    @property
+    def n_choices(self) -> int:
+        return len(self.domain.choices) if isinstance(self.domain, Categorical) else 0
+
+    @property
+    def n_grid(self) -> int | None:
+        """Number of grid points for integer/quantised parameters, ``None`` when continuous."""
+        d = self.domain
+        if isinstance(d, Int) or (isinstance(d, Float) and d.step is not None):
+            return int(math.floor((d.high - d.low) / d.step + 1e-9)) + 1
+        return None
+
+    # ---- unit-interval transforms of one coordinate ------------------------------------
+
+    def _bounds(self) -> tuple[float, float]:
+        """Transformed-space interval that ``[0, 1]`` maps onto (log space when log-scaled)."""
+        d = self.domain
+        n = self.n_grid
+        if n is None:
+            return (math.log(d.low), math.log(d.high)) if d.log else (float(d.low), float(d.high))
+        top = d.low + (n - 1) * d.step
+        if not d.log:
+            return d.low - d.step / 2, top + d.step / 2
+        if n == 1:
+            return math.log(d.low) - 0.5, math.log(d.low) + 0.5
+        below = (math.log(d.low + d.step) - math.log(d.low)) / 2
+        above = (math.log(top) - math.log(top - d.step)) / 2
+        return math.log(d.low) - below, math.log(top) + above
+
+    def decode(self, u: float) -> Any:
+        """Value of this parameter at unit coordinate ``u`` (clipped into ``[0, 1]``)."""
+        u = min(max(float(u), 0.0), 1.0)
+        d = self.domain
+        if isinstance(d, Categorical):
+            return min(int(u * len(d.choices)), len(d.choices) - 1)
+        lo, hi = self._bounds()
+        t = lo + u * (hi - lo)
+        x = math.exp(t) if d.log else t
+        n = self.n_grid
+        if n is None:
+            return float(min(max(x, d.low), d.high))
+        k = min(max(int(round((x - d.low) / d.step)), 0), n - 1)
+        if isinstance(d, Int):
+            return int(d.low + k * d.step)
+        # Round to the step's decimals so 0.1 * 3 prints as 0.3, as users expect.
+        value = d.low + k * d.step
+        return float(round(value, 12))
+
+    def encode(self, value: Any) -> float:
+        """Unit coordinate of ``value`` (a choice index for categoricals)."""
+        d = self.domain
+        if isinstance(d, Categorical):
+            return (int(value) + 0.5) / len(d.choices)
+        lo, hi = self._bounds()
+        if hi == lo:
+            return 0.5
+        v = float(value)
+        if d.log:
+            v = math.log(max(v, 1e-300))
+        return min(max((v - lo) / (hi - lo), 0.0), 1.0)
+
+    def contains(self, value: Any) -> bool:
+        """Whether ``value`` lies in the domain (for categoricals: a valid choice index)."""
+        d = self.domain
+        if isinstance(d, Categorical):
+            return isinstance(value, (int, np.integer)) and 0 <= value < len(d.choices)
+        if isinstance(d, Int) and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
+            return False
+        if not (d.low <= value <= d.high):
+            return False
+        n = self.n_grid
+        if n is not None:
+            k = (value - d.low) / d.step
+            return abs(k - round(k)) < 1e-6
+        return True
+
+
+def _is_domain(obj: Any) -> bool:
+    return isinstance(obj, Domain)
+
+
+def _contains_domain(obj: Any) -> bool:
+    if _is_domain(obj):
+        return True
+    if isinstance(obj, Mapping):
+        return any(_contains_domain(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return any(_contains_domain(v) for v in obj)
+    return False
+
+
+@dataclass
+class Space:
+    """A validated, flattened search space. Build one with :meth:`Space.of`."""
+
+    template: Any
+    params: tuple[Param, ...] = field(init=False)
+
+    def __post_init__(self):
+        params: list[Param] = []
+        self._node_index: dict[int, int] = {}  # id(domain node in template) -> param index
+        self._collect(self.template, "", (), params)
+        names = [p.name for p in params]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise SpaceError(
+                f"search space: parameter names must be unique, got duplicates {dupes}; "
+                f"rename them"
+            )
+        if not params:
+            raise SpaceError(
+                "search space: it holds no parameter to tune (only constants), got "
+                f"{_fmt(self.template)}; add at least one float, int or choice parameter"
+            )
+        self.params = tuple(params)
+        self._index = {p.name: i for i, p in enumerate(self.params)}
+
+    # ---- construction ---------------------------------------------------------------
+
+    @classmethod
+    def of(cls, obj: Any) -> "Space":
+        """Build a space from a :class:`Space`, a template of our domains, a Ray Tune
+        ``param_space`` or a hyperopt ``hp.*`` space (detected by type)."""
+        if isinstance(obj, Space):
+            return obj
+        from search_algs import converters
+
+        return cls(converters.to_template(obj))
+
+    def _collect(self, node: Any, path: str, condition: tuple, out: list[Param]) -> None:
+        if _is_domain(node):
+            if id(node) in self._node_index:  # one domain object used twice is one shared parameter
+                return
+            name = node.label or path or "value"
+            node.validate(name)
+            index = len(out)
+            out.append(Param(name, node, condition))
+            self._node_index[id(node)] = index
+            if isinstance(node, Categorical):
+                for k, choice in enumerate(node.choices):
+                    if _contains_domain(choice):
+                        self._collect(choice, f"{name}[{k}]", condition + ((index, k),), out)
+        elif isinstance(node, Mapping):
+            for key, value in node.items():
+                if not isinstance(key, str):
+                    raise SpaceError(
+                        f"search space: keys must be strings, got {_fmt(key)} at '{path or '<root>'}'; "
+                        f"use string keys"
+                    )
+                self._collect(value, f"{path}/{key}" if path else key, condition, out)
+        elif isinstance(node, (list, tuple)):
+            for k, value in enumerate(node):
+                self._collect(value, f"{path}/{k}" if path else str(k), condition, out)
+
+    # ---- basic facts ----------------------------------------------------------------
+
+    @property
+    def dim(self) -> int:
+        return len(self.params)
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.params]
+
+    @property
+    def is_conditional(self) -> bool:
+        return any(p.condition for p in self.params)
+
+    def index(self, name: str) -> int:
+        return self._index[name]
+
+    # ---- views of a point -------------------------------------------------------------
+
+    def active(self, flat: Mapping[str, Any]) -> list[bool]:
+        """Which parameters are active given the flat values (choice indices) of their parents."""
+        out = []
+        for p in self.params:
+            out.append(all(
+                self.params[parent].name in flat and flat[self.params[parent].name] == k
+                for parent, k in p.condition
+            ))
+        return out
+
+    def decode_unit(self, u: np.ndarray) -> dict[str, Any]:
+        """Flat ``{name: value}`` of the active parameters at unit vector ``u`` (inactive
+        coordinates are ignored, ``NaN`` allowed there). Categoricals give choice indices."""
+        u = np.asarray(u, dtype=float)
+        if u.shape != (self.dim,):
+            raise ValueError(f"unit vector must have shape ({self.dim},), got {u.shape}")
+        flat: dict[str, Any] = {}
+        for p in self.params:  # parents come first, so their values are known
+            if all(flat.get(self.params[parent].name) == k for parent, k in p.condition):
+                if not np.isfinite(u[self._index[p.name]]):
+                    raise ValueError(f"unit vector has no value for active parameter '{p.name}'")
+                flat[p.name] = p.decode(u[self._index[p.name]])
+        return flat
+
+    def encode_flat(self, flat: Mapping[str, Any]) -> np.ndarray:
+        """Unit vector of flat values; ``NaN`` for parameters that are inactive or missing."""
+        u = np.full(self.dim, np.nan)
+        for i, p in enumerate(self.params):
+            if p.name in flat:
+                u[i] = p.encode(flat[p.name])
+        return u
+
+    def to_config(self, flat: Mapping[str, Any]) -> Any:
+        """The nested config the trainable receives, from flat values."""
+        return self._materialise(self.template, flat)
+
+    def _materialise(self, node: Any, flat: Mapping[str, Any]) -> Any:
+        if _is_domain(node):
+            p = self.params[self._node_index[id(node)]]
+            value = flat[p.name]
+            if isinstance(node, Categorical):
+                return self._materialise(node.choices[value], flat)
+            return value
+        if isinstance(node, Mapping):
+            return {k: self._materialise(v, flat) for k, v in node.items()}
+        if isinstance(node, list):
+            return [self._materialise(v, flat) for v in node]
+        if isinstance(node, tuple):
+            return tuple(self._materialise(v, flat) for v in node)
+        return node
+
+    def to_flat(self, config: Any) -> dict[str, Any]:
+        """Flat values of a nested config (the inverse of :meth:`to_config`).
+
+        Raises :class:`SpaceError` naming the parameter when a value lies outside its domain.
+        """
+        flat: dict[str, Any] = {}
+        self._read(self.template, config, "", flat)
+        return flat
+
+    def _read(self, node: Any, value: Any, path: str, flat: dict) -> None:
+        if _is_domain(node):
+            p = self.params[self._node_index[id(node)]]
+            if isinstance(node, Categorical):
+                k = self._match_choice(node, value)
+                if k is None:
+                    raise SpaceError(
+                        f"parameter '{p.name}': value {_fmt(value)} is not one of the choices "
+                        f"{list(node.choices)}; use one of them"
+                    )
+                flat[p.name] = k
+                self._read(node.choices[k], value, path, flat)
+                return
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+                raise SpaceError(
+                    f"parameter '{p.name}': expected a number, got {_fmt(value)}"
+                )
+            if isinstance(node, Int):
+                if float(value) != int(value):
+                    raise SpaceError(f"parameter '{p.name}': expected an integer, got {_fmt(value)}")
+                value = int(value)
+            if not p.contains(value):
+                raise SpaceError(
+                    f"parameter '{p.name}': value {_fmt(value)} lies outside its domain {node}; "
+                    f"use a value inside the bounds (and on the step grid)"
+                )
+            flat[p.name] = float(value) if isinstance(node, Float) else value
+        elif isinstance(node, Mapping):
+            if not isinstance(value, Mapping):
+                raise SpaceError(f"config at '{path or '<root>'}': expected a dict, got {_fmt(value)}")
+            for key, sub in node.items():
+                if _contains_domain(sub):
+                    if key not in value:
+                        raise SpaceError(
+                            f"config: missing key '{path + '/' if path else ''}{key}'; give a value for it"
+                        )
+                    self._read(sub, value[key], f"{path}/{key}" if path else key, flat)
+        elif isinstance(node, (list, tuple)):
+            for k, sub in enumerate(node):
+                if _contains_domain(sub):
+                    self._read(sub, value[k], f"{path}/{k}", flat)
+
+    def _match_choice(self, node: Categorical, value: Any) -> int | None:
+        for k, choice in enumerate(node.choices):
+            if not _contains_domain(choice):
+                if _equal(choice, value):
+                    return k
+        for k, choice in enumerate(node.choices):
+            if _contains_domain(choice) and _shape_matches(choice, value):
+                return k
+        return None
+
+    # ---- conveniences -----------------------------------------------------------------
+
+    def sample_flat(self, rng: np.random.Generator) -> dict[str, Any]:
+        """Draw a point from the prior (uniform in the unit cube; categorical weights honoured)."""
+        flat: dict[str, Any] = {}
+        for p in self.params:
+            if all(flat.get(self.params[parent].name) == k for parent, k in p.condition):
+                d = p.domain
+                if isinstance(d, Categorical) and d.weights is not None:
+                    w = np.asarray(d.weights) / sum(d.weights)
+                    flat[p.name] = int(rng.choice(len(w), p=w))
+                else:
+                    flat[p.name] = p.decode(rng.random())
+        return flat
+
+    def sample(self, rng: np.random.Generator) -> Any:
+        return self.to_config(self.sample_flat(rng))
+
+    def canonical(self, config: Any) -> Any:
+        """The config snapped onto the space (grid, integer casts, inactive parts dropped)."""
+        return self.to_config(self.decode_unit(np.nan_to_num(self.encode_flat(self.to_flat(config)), nan=0.5)))
+
+    def describe(self) -> list[dict]:
+        """A plain-data description of every parameter (for logs and MLflow)."""
+        rows = []
+        for p in self.params:
+            d = p.domain
+            row: dict[str, Any] = {"name": p.name, "type": type(d).__name__.lower()}
+            if isinstance(d, Categorical):
+                row["choices"] = [c if not _contains_domain(c) else f"<branch {k}>" for k, c in enumerate(d.choices)]
+            else:
+                row.update(low=d.low, high=d.high, log=d.log, step=d.step)
+            if p.condition:
+                row["active_if"] = {self.params[i].name: k for i, k in p.condition}
+            rows.append(row)
+        return rows
+
+    def __iter__(self) -> Iterator[Param]:
+        return iter(self.params)
+
+    def __len__(self) -> int:
+        return self.dim
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) != isinstance(b, bool):  # True == 1 in Python, not in a search space
+        return False
+    try:
+        return bool(np.all(a == b))
+    except Exception:  # noqa: BLE001 - incomparable values are simply unequal
+        return False
+
+
+def _shape_matches(template: Any, value: Any) -> bool:
+    """Whether ``value`` could have been produced by ``template`` (constants equal, keys match)."""
+    if _is_domain(template):
+        if isinstance(template, Categorical):
+            return any(_shape_matches(c, value) if _contains_domain(c) else _equal(c, value) for c in template.choices)
+        return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+    if isinstance(template, Mapping):
+        return isinstance(value, Mapping) and set(template) == set(value) and all(
+            _shape_matches(template[k], value[k]) for k in template
+        )
+    if isinstance(template, (list, tuple)):
+        return isinstance(value, (list, tuple)) and len(template) == len(value) and all(
+            _shape_matches(t, v) for t, v in zip(template, value)
+        )
+    return _equal(template, value)
