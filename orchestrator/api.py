@@ -1,0 +1,318 @@
+"""The Python tuning API: ``orchestrator.tune(...)`` and ``orchestrator.run(spec)``.
+
+``run`` turns a validated :class:`ExperimentSpec` into a Ray Tune experiment: it connects to
+(or starts) Ray, checks that the cluster can ever hold one trial, builds the searcher and
+scheduler (by registry name or as given), bounds concurrency, records into MLflow and
+returns a :class:`TuningResult`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator import cluster, registry
+from orchestrator.spec import ExperimentSpec, SpecError
+from search_algs.base import SpaceSearcher
+from search_algs.converters import to_ray_param_space
+from search_algs.errors import SpaceError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TuningResult:
+    """What a tuning run produced.
+
+    Attributes:
+        best_config: config of the best trial (by its last reported ``metric``).
+        best_metric: that trial's last ``metric`` value.
+        best_trial_id: its Tune trial id.
+        trials: one row per trial (pandas DataFrame): config columns ``config/...``, last
+            results, ``trial_id``, ``status``, ``error``.
+        experiment_path: the experiment directory (``tuneorch resume`` takes it).
+        tracking_uri, mlflow_run_id: where the MLflow records are.
+        errors: ``{trial_id: error message}`` of the trials that failed.
+    """
+
+    best_config: dict | None
+    best_metric: float | None
+    best_trial_id: str | None
+    metric: str
+    mode: str
+    trials: Any
+    experiment_path: str
+    tracking_uri: str | None
+    mlflow_run_id: str | None
+    mlflow_experiment_id: str | None
+    errors: dict = field(default_factory=dict)
+    result_grid: Any = None
+
+    def summary(self) -> str:
+        """A human-readable table of the outcome."""
+        rows = [
+            ("best metric", f"{self.metric} = {self.best_metric:.6g}" if self.best_metric is not None else "none"),
+            ("best trial", self.best_trial_id or "none"),
+        ]
+        for key, value in sorted(_flatten(self.best_config or {}).items()):
+            rows.append((f"  {key}", _short(value)))
+        statuses = self.trials["status"].value_counts().to_dict() if self.trials is not None and len(self.trials) else {}
+        rows.append(("trials", ", ".join(f"{n} {s.lower()}" for s, n in sorted(statuses.items())) or "none"))
+        for trial_id, message in sorted(self.errors.items()):
+            rows.append((f"  error {trial_id}", message.strip().splitlines()[-1][:100] if message else "?"))
+        rows.append(("experiment", self.experiment_path))
+        if self.tracking_uri:
+            rows.append(("mlflow records", self.tracking_uri))
+            if self.mlflow_run_id:
+                rows.append(("mlflow parent run", self.mlflow_run_id))
+            rows.append(("open the UI", ui_command(self.tracking_uri)))
+        width = max(len(k) for k, _ in rows)
+        line = "-" * (width + 3 + max(len(str(v)) for _, v in rows))
+        return "\n".join([line] + [f"{k.ljust(width)} | {v}" for k, v in rows] + [line])
+
+
+def ui_command(tracking_uri: str) -> str:
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"browse {tracking_uri}"
+    return f"tuneorch ui --tracking-uri {tracking_uri}   (then browse http://127.0.0.1:5000)"
+
+
+def tune(
+    trainable: Any,
+    space: Any,
+    *,
+    metric: str,
+    mode: str,
+    search: Any = "random",
+    scheduler: Any = "fifo",
+    num_samples: int = 10,
+    max_concurrent: int | None = None,
+    resources: dict | None = None,
+    seed: int | None = 0,
+    tracking_uri: str | None = None,
+    storage_path: str = "./runs",
+    address: str | None = None,
+    name: str = "tune",
+    search_options: dict | None = None,
+    scheduler_options: dict | None = None,
+    max_failures: int = 0,
+    stop: dict | None = None,
+    time_budget_s: float | None = None,
+    points_to_evaluate: list | None = None,
+    verbose: int = 1,
+) -> TuningResult:
+    """Tune ``trainable`` over ``space``; see :class:`ExperimentSpec` for every argument.
+
+    ``search`` and ``scheduler`` are registry names (``orchestrator.registry``) or objects:
+    this project's searchers and schedulers, or any Ray Tune ``Searcher``/``TrialScheduler``.
+    ``address=None`` starts a local Ray; ``"auto"`` or ``"ray://host:10001"`` joins a cluster.
+    ``tracking_uri=None`` records into ``sqlite:///<storage_path>/mlflow.db``; ``""`` turns
+    MLflow off.
+    """
+    spec = ExperimentSpec(
+        trainable=trainable, space=space, metric=metric, mode=mode, name=name, search=search,
+        search_options=dict(search_options or {}), scheduler=scheduler,
+        scheduler_options=dict(scheduler_options or {}), num_samples=num_samples,
+        max_concurrent=max_concurrent, resources=resources if resources is not None else {"cpu": 1, "gpu": 0},
+        seed=seed, tracking_uri=tracking_uri, storage_path=storage_path, address=address,
+        max_failures=max_failures, stop=stop, time_budget_s=time_budget_s,
+        points_to_evaluate=points_to_evaluate,
+    )
+    spec.validate()
+    return run(spec, verbose=verbose)
+
+
+def build_searcher(spec: ExperimentSpec) -> tuple[Any, dict]:
+    """The searcher for ``spec`` and the ``param_space`` to give Tune alongside it.
+
+    Our searchers receive the space directly (conditional spaces included) and Tune gets an
+    empty ``param_space``; a foreign Ray ``Searcher`` gets the space as Ray domains.
+    """
+    from ray.tune.search import Searcher
+
+    search = spec.search
+    if isinstance(search, str):
+        cls = registry.searcher_class(search)
+        try:
+            search = cls(space=spec.space, metric=spec.metric, mode=spec.mode, seed=spec.seed,
+                         points_to_evaluate=spec.points_to_evaluate, **spec.search_options)
+        except TypeError as exc:
+            raise SpecError(f"search_options for {spec.search!r}: {exc}; see {cls.__name__}'s docstring") from None
+        return search, {}
+    if isinstance(search, SpaceSearcher):
+        if search.space is None:
+            search.space = spec.space
+        if search.metric is None:
+            search._metric, search._mode = spec.metric, spec.mode
+        return search, {}
+    if isinstance(search, Searcher):
+        try:
+            return search, to_ray_param_space(spec.space.template)
+        except SpaceError as exc:
+            raise SpecError(f"space: {exc}") from None
+    raise SpecError(
+        f"search: expected a registry name {sorted(registry.SEARCHERS)} or a ray.tune.search.Searcher, "
+        f"got {type(search).__name__}"
+    )
+
+
+def build_scheduler(spec: ExperimentSpec, experiment_path: str) -> Any:
+    from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+    scheduler = spec.scheduler
+    if scheduler is None:
+        return FIFOScheduler()
+    if isinstance(scheduler, str):
+        cls = registry.scheduler_class(scheduler)
+        if cls is None:
+            return FIFOScheduler()
+        options = dict(spec.scheduler_options)
+        if getattr(cls, "accepts_state_path", False):
+            options.setdefault("state_path", os.path.join(experiment_path, f"{scheduler}-state.json"))
+        if getattr(cls, "accepts_seed", False):
+            options.setdefault("seed", spec.seed)
+        try:
+            return cls(**options)
+        except TypeError as exc:
+            raise SpecError(f"scheduler_options for {spec.scheduler!r}: {exc}; see {cls.__name__}'s docstring") from None
+    if isinstance(scheduler, TrialScheduler):
+        return scheduler
+    raise SpecError(
+        f"scheduler: expected a registry name {sorted(registry.SCHEDULERS)} or a TrialScheduler, "
+        f"got {type(scheduler).__name__}"
+    )
+
+
+def run(spec: ExperimentSpec, verbose: int = 1) -> TuningResult:
+    """Run a validated experiment to its end and return what it found."""
+    import ray
+    from ray import tune as ray_tune
+    from ray.tune.search import ConcurrencyLimiter
+
+    trainable = spec.load_trainable()
+    storage_path = cluster.storage_uri(spec.storage_path)
+    experiment_path = os.path.join(storage_path, spec.name) if "://" not in storage_path else f"{storage_path}/{spec.name}"
+
+    cluster.connect(spec.address)
+    cluster.check_resources(spec.resources)
+    max_concurrent = spec.max_concurrent or cluster.trials_that_fit(spec.resources)
+
+    searcher, param_space = build_searcher(spec)
+    scheduler = build_scheduler(spec, experiment_path)
+    search_alg = ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
+
+    callbacks = []
+    tracker = _make_tracker(spec, storage_path, experiment_path, max_concurrent)
+    if tracker is not None:
+        callbacks.append(tracker)
+
+    tuner = ray_tune.Tuner(
+        ray_tune.with_resources(trainable, cluster.placement(spec.resources)),
+        param_space=param_space,
+        tune_config=ray_tune.TuneConfig(
+            metric=spec.metric, mode=spec.mode, search_alg=search_alg, scheduler=scheduler,
+            num_samples=spec.num_samples, time_budget_s=spec.time_budget_s,
+        ),
+        run_config=ray_tune.RunConfig(
+            name=spec.name, storage_path=storage_path, stop=spec.stop, callbacks=callbacks,
+            failure_config=ray_tune.FailureConfig(max_failures=spec.max_failures),
+            verbose=verbose,
+        ),
+    )
+    status = "FAILED"
+    try:
+        grid = tuner.fit()
+        status = "FINISHED"
+    finally:
+        if tracker is not None and status == "FAILED":
+            tracker.finish(None, None, spec.metric, status="FAILED")
+    result = _collect(grid, spec, experiment_path, tracker)
+    if tracker is not None:
+        tracker.finish(result.best_config, result.best_metric, spec.metric, status="FINISHED")
+    return result
+
+
+def _make_tracker(spec: ExperimentSpec, storage_path: str, experiment_path: str, max_concurrent: int):
+    if spec.tracking_uri == "":
+        return None
+    from orchestrator.tracking import MLflowTracking, default_tracking_uri
+
+    if "://" in storage_path and not storage_path.startswith("file://") and spec.tracking_uri is None:
+        raise SpecError(
+            f"tracking_uri: storage_path {spec.storage_path!r} is remote, so no local sqlite store can "
+            f"live beside it; set tracking_uri to your MLflow server (or '' to turn tracking off)"
+        )
+    uri = spec.tracking_uri or default_tracking_uri(storage_path.removeprefix("file://"))
+    spec.tracking_uri = uri
+    summary = spec.summary()
+    params = {k: v for k, v in summary.items() if k not in ("resources", "search_options", "scheduler_options")}
+    params.update({f"resources.{k}": v for k, v in summary["resources"].items() if v not in (None, {})})
+    params.update({f"search.{k}": v for k, v in summary["search_options"].items()})
+    params.update({f"scheduler.{k}": v for k, v in summary["scheduler_options"].items()})
+    params["max_concurrent"] = max_concurrent
+    tags = {"tuneorch.experiment_path": experiment_path, "tuneorch.versions": cluster.versions()}
+    tracker = MLflowTracking(uri, spec.name, run_name=spec.name,
+                             outbox_dir=os.path.join(experiment_path.removeprefix("file://"), "mlflow-outbox")
+                             if "://" not in experiment_path or experiment_path.startswith("file://")
+                             else os.path.join(os.path.expanduser("~/.tuneorch/outbox"), spec.name),
+                             params=params, tags=tags)
+    tracker.start()
+    return tracker
+
+
+def _collect(grid: Any, spec: ExperimentSpec, experiment_path: str, tracker: Any) -> TuningResult:
+    frame = grid.get_dataframe()
+    statuses, errors = {}, {}
+    for result in grid:
+        trial_id = (result.metrics or {}).get("trial_id") or os.path.basename(result.path or "")
+        if result.error is not None:
+            statuses[trial_id] = "ERROR"
+            errors[trial_id] = str(result.error)
+        else:
+            statuses[trial_id] = "TERMINATED"
+    if len(frame) and "trial_id" in frame:
+        frame["status"] = frame["trial_id"].map(statuses).fillna("ERROR")
+        frame["error"] = frame["trial_id"].map(errors)
+    elif len(frame) == 0 and statuses:
+        import pandas as pd
+
+        frame = pd.DataFrame({"trial_id": list(statuses), "status": list(statuses.values()),
+                              "error": [errors.get(t) for t in statuses]})
+    best_config = best_metric = best_trial = None
+    try:
+        best = grid.get_best_result(metric=spec.metric, mode=spec.mode, scope="last",
+                                    filter_nan_and_inf=True)
+        value = (best.metrics or {}).get(spec.metric)
+        if value is not None and math.isfinite(float(value)):
+            best_config, best_metric = best.config, float(value)
+            best_trial = (best.metrics or {}).get("trial_id")
+    except RuntimeError:
+        pass  # no trial reported the metric: the summary says so
+    return TuningResult(
+        best_config=best_config, best_metric=best_metric, best_trial_id=best_trial,
+        metric=spec.metric, mode=spec.mode, trials=frame, experiment_path=experiment_path,
+        tracking_uri=spec.tracking_uri or None,
+        mlflow_run_id=getattr(tracker, "parent_run_id", None),
+        mlflow_experiment_id=getattr(tracker, "experiment_id", None),
+        errors=errors, result_grid=grid,
+    )
+
+
+def _flatten(config: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "/"))
+        else:
+            out[name] = value
+    return out
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
