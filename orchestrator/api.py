@@ -263,24 +263,31 @@ def _make_tracker(spec: ExperimentSpec, storage_path: str, experiment_path: str,
     return tracker
 
 
-def _collect(grid: Any, spec: ExperimentSpec, experiment_path: str, tracker: Any) -> TuningResult:
-    frame = grid.get_dataframe()
-    statuses, errors = {}, {}
-    for result in grid:
-        trial_id = (result.metrics or {}).get("trial_id") or os.path.basename(result.path or "")
-        if result.error is not None:
-            statuses[trial_id] = "ERROR"
-            errors[trial_id] = str(result.error)
-        else:
-            statuses[trial_id] = "TERMINATED"
-    if len(frame) and "trial_id" in frame:
-        frame["status"] = frame["trial_id"].map(statuses).fillna("ERROR")
-        frame["error"] = frame["trial_id"].map(errors)
-    elif len(frame) == 0 and statuses:
-        import pandas as pd
+def trials_table(grid: Any):
+    """One row per trial, including those that failed before reporting anything.
 
-        frame = pd.DataFrame({"trial_id": list(statuses), "status": list(statuses.values()),
-                              "error": [errors.get(t) for t in statuses]})
+    (``ResultGrid.get_dataframe`` drops trials without results.)
+    """
+    import pandas as pd
+
+    rows, errors = [], {}
+    trials = getattr(getattr(grid, "_experiment_analysis", None), "trials", None) or [None] * len(grid)
+    for trial, result in zip(trials, grid):
+        metrics = dict(result.metrics or {})
+        trial_id = getattr(trial, "trial_id", None) or metrics.get("trial_id")
+        row = {k: v for k, v in metrics.items() if k != "config" and not isinstance(v, dict)}
+        row.update({f"config/{k}": v for k, v in _flatten(result.config or {}).items()})
+        row["trial_id"] = trial_id
+        row["status"] = getattr(trial, "status", None) or ("ERROR" if result.error else "TERMINATED")
+        row["error"] = None
+        if result.error is not None:
+            errors[trial_id] = row["error"] = str(result.error)
+        rows.append(row)
+    return pd.DataFrame(rows), errors
+
+
+def _collect(grid: Any, spec: ExperimentSpec, experiment_path: str, tracker: Any) -> TuningResult:
+    frame, errors = trials_table(grid)
     best_config = best_metric = best_trial = None
     try:
         best = grid.get_best_result(metric=spec.metric, mode=spec.mode, scope="last",

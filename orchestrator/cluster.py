@@ -26,6 +26,11 @@ def connect(address: str | None) -> None:
         return
     if address is None:
         address = os.environ.get("RAY_ADDRESS") or "local"
+    if address == "local":
+        # Local workers inherit the driver's environment: let them import trainables from the
+        # working directory the way the driver does (``tuneorch run`` from a project folder).
+        paths = [os.getcwd()] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     ray.init(address=address, configure_logging=False, log_to_driver=True)
 
 

@@ -1,0 +1,115 @@
+"""The Python API against a real local Ray: real trials, real concurrency, clear failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from orchestrator import tune
+from orchestrator.spec import SpecError
+from search_algs import Float, Int, Categorical
+
+SPACE = {"x": Float(-2.0, 2.0), "n": Int(1, 4), "kind": Categorical(["a", "b"]), "fixed": 7}
+
+
+def quadratic(config):
+    from ray import tune as ray_tune
+
+    for step in range(1, 3):
+        loss = (config["x"] - 0.5) ** 2 + 0.1 * config["n"] + (0.3 if config["kind"] == "b" else 0.0)
+        ray_tune.report({"loss": loss / step, "fixed": config["fixed"]})
+
+
+def interval_logger(config):
+    """Writes when it ran, to measure real concurrency."""
+    from ray import tune as ray_tune
+
+    start = time.time()
+    time.sleep(1.5)
+    with open(os.path.join(config["log_dir"], f"{config['x']:.12f}.json"), "w") as f:
+        json.dump([start, time.time()], f)
+    ray_tune.report({"loss": config["x"]})
+
+
+def sometimes_fails(config):
+    from ray import tune as ray_tune
+
+    if config["x"] > 0:
+        raise RuntimeError(f"bad region x={config['x']:.3f}")
+    ray_tune.report({"loss": config["x"]})
+
+
+def max_overlap(intervals):
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
+    running = peak = 0
+    for _, delta in events:
+        running += delta
+        peak = max(peak, running)
+    return peak
+
+
+def test_tune_finds_the_best_trial_and_returns_a_table(ray_local, tmp_path):
+    result = tune(quadratic, SPACE, metric="loss", mode="min", num_samples=6, max_concurrent=2,
+                  seed=3, storage_path=str(tmp_path), tracking_uri="", verbose=0)
+    assert len(result.trials) == 6
+    assert (result.trials["status"] == "TERMINATED").all()
+    losses = result.trials["loss"]
+    assert result.best_metric == pytest.approx(losses.min())
+    assert result.best_config["fixed"] == 7 and set(result.best_config) == {"x", "n", "kind", "fixed"}
+    assert os.path.isdir(result.experiment_path)
+    assert "best metric" in result.summary() and result.experiment_path in result.summary()
+
+
+def test_same_seed_gives_the_same_configs(ray_local, tmp_path):
+    def configs(seed, sub):
+        result = tune(quadratic, SPACE, metric="loss", mode="min", num_samples=4, max_concurrent=2,
+                      seed=seed, storage_path=str(tmp_path / sub), tracking_uri="", verbose=0)
+        return sorted(round(x, 12) for x in result.trials["config/x"])
+
+    assert configs(11, "a") == configs(11, "b")
+    assert configs(11, "a") != configs(12, "c")
+
+
+def test_max_concurrent_bounds_and_fills_the_cluster(ray_local, tmp_path):
+    log_dir = tmp_path / "intervals"
+    log_dir.mkdir()
+    space = {"x": Float(0.0, 1.0), "log_dir": str(log_dir)}
+    tune(interval_logger, space, metric="loss", mode="min", num_samples=9, max_concurrent=3,
+         resources={"cpu": 0.5}, seed=0, storage_path=str(tmp_path / "runs"), tracking_uri="", verbose=0)
+    intervals = [json.loads(p.read_text()) for p in log_dir.iterdir()]
+    assert len(intervals) == 9
+    # 4 trials of 0.5 CPU fit on 2 CPUs; max_concurrent=3 must cap it at 3 and reach 3.
+    assert max_overlap(intervals) == 3
+
+
+def test_failed_trials_are_reported_and_the_run_goes_on(ray_local, tmp_path):
+    result = tune(sometimes_fails, {"x": Float(-1.0, 1.0)}, metric="loss", mode="min", num_samples=6,
+                  max_concurrent=2, seed=1, storage_path=str(tmp_path), tracking_uri="", verbose=0)
+    failed = result.trials[result.trials["status"] == "ERROR"]
+    assert len(failed) == len(result.errors) > 0
+    assert all("bad region" in message for message in result.errors.values())
+    assert result.best_metric is not None and result.best_metric <= 0
+
+
+def test_ray_tune_searcher_and_scheduler_objects_are_accepted(ray_local, tmp_path):
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.hyperopt import HyperOptSearch
+
+    result = tune(quadratic, SPACE, metric="loss", mode="min", search=HyperOptSearch(random_state_seed=0),
+                  scheduler=ASHAScheduler(max_t=2, grace_period=1), num_samples=4, max_concurrent=2,
+                  storage_path=str(tmp_path), tracking_uri="", verbose=0)
+    assert len(result.trials) == 4
+    assert all(-2.0 <= x <= 2.0 for x in result.trials["config/x"])
+    assert set(result.trials["config/n"]) <= {1, 2, 3, 4}
+
+
+def test_a_request_no_node_can_hold_fails_before_any_trial(ray_local, tmp_path):
+    with pytest.raises(SpecError) as info:
+        tune(quadratic, SPACE, metric="loss", mode="min", resources={"cpu": 1, "gpu": 1},
+             storage_path=str(tmp_path), tracking_uri="", verbose=0)
+    message = str(info.value)
+    assert "GPU=1" in message and "GPU=0" in message and "lower the per-trial request" in message
+    assert not (tmp_path / "tune").exists()
