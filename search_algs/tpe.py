@@ -1,0 +1,125 @@
+"""Tree-structured Parzen Estimator as a Ray Tune searcher.
+
+A thin adapter: it turns ``self.history`` and ``self.pending`` into unit-vector arrays, asks
+the core (:mod:`search_algs.core.tpe`, where every modelling choice is documented) for the
+next unit vector and decodes it. Bookkeeping, ``points_to_evaluate``, warm start and
+save/restore come from :class:`search_algs.base.SpaceSearcher`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from search_algs.base import SpaceSearcher
+from search_algs.core.tpe import TPE, TPEOptions
+from search_algs.space import Space
+
+
+class TPESearch(SpaceSearcher):
+    """Multivariate, tree-structured TPE with a constant liar for parallel workers.
+
+    Args:
+        space, metric, mode, points_to_evaluate, seed: see :class:`SpaceSearcher`.
+        n_startup: the model is used once this many trials have finished (at least one of
+            them with a finite metric); before that each point is a random draw from the
+            space (``Space.sample_flat``), so a run starts exactly like ``RandomSearch``
+            with the same seed.
+        n_ei_candidates: draws from ``l(x)`` compared per suggestion.
+        gamma_fraction, gamma_cap: size of the good set, ``min(ceil(fraction n), cap)``.
+        prior_weight: weight of the uniform prior component of both densities.
+        full_weight_window: newest members of a set kept at full weight.
+        min_bandwidth: absolute floor of the kernel widths (unit space).
+        constant_liar: count running trials as bad observations, so concurrent
+            suggestions spread out instead of piling onto the current best region.
+
+    Give ``Tune`` a :class:`~ray.tune.search.ConcurrencyLimiter` around this searcher to
+    run several trials at once (without one Tune keeps only one pending trial).
+    """
+
+    def __init__(
+        self,
+        space: Any = None,
+        metric: str | None = None,
+        mode: str | None = None,
+        points_to_evaluate: Sequence[Mapping] | None = None,
+        seed: int | None = None,
+        *,
+        n_startup: int = 10,
+        n_ei_candidates: int = 24,
+        gamma_fraction: float = 0.15,
+        gamma_cap: int = 25,
+        prior_weight: float = 1.0,
+        full_weight_window: int = 25,
+        min_bandwidth: float = 0.01,
+        constant_liar: bool = True,
+    ):
+        if isinstance(n_startup, bool) or not isinstance(n_startup, (int, np.integer)) or n_startup < 0:
+            raise ValueError(
+                f"TPESearch: 'n_startup' must be an int >= 0, got {n_startup!r}; "
+                f"use e.g. 10 (the default)"
+            )
+        self.options = TPEOptions(
+            n_ei_candidates=n_ei_candidates,
+            gamma_fraction=gamma_fraction,
+            gamma_cap=gamma_cap,
+            prior_weight=prior_weight,
+            full_weight_window=full_weight_window,
+            min_bandwidth=min_bandwidth,
+            constant_liar=constant_liar,
+        )
+        self.n_startup = int(n_startup)
+        super().__init__(space=space, metric=metric, mode=mode,
+                         points_to_evaluate=points_to_evaluate, seed=seed)
+        self._core: TPE | None = None
+        self._core_space = None
+
+    def _tpe(self) -> TPE:
+        if self._core is None or self._core_space is not self.space:
+            self._core, self._core_space = TPE(self.space.params, self.options), self.space
+        return self._core
+
+    def propose(self) -> dict[str, Any]:
+        history = self.history
+        if len(history) < self.n_startup or all(obs.failed for obs in history):
+            return self.space.sample_flat(self.rng)
+        space = self.space
+        X = np.array([space.encode_flat(obs.flat) for obs in history]).reshape(-1, space.dim)
+        pending = np.array([space.encode_flat(flat) for flat in self.pending.values()]).reshape(-1, space.dim)
+        u = self._tpe().suggest(
+            X,
+            [obs.loss for obs in history],
+            self.rng,
+            budgets=[obs.budget for obs in history],
+            censored=[obs.censored for obs in history],
+            pending=pending,
+        )
+        return space.decode_unit(u)
+
+    # ---- persistence: the options travel with the snapshot --------------------------------
+
+    def extra_state(self) -> Any:
+        return {"options": self.options.as_dict(), "n_startup": self.n_startup}
+
+    def set_extra_state(self, extra: Any) -> None:
+        if extra:
+            self.options = TPEOptions(**extra["options"])
+            self.n_startup = int(extra["n_startup"])
+        self._core = None
+        self.space = _rebuilt(self.space)
+
+    def __setstate__(self, state: dict) -> None:  # unpickled from tuner.pkl
+        self.__dict__.update(state)
+        self._core = None
+        self.space = _rebuilt(self.space)
+
+
+def _rebuilt(space: Space | None) -> Space | None:
+    """The space rebuilt from its template after unpickling.
+
+    ``Space`` maps template nodes to parameters by ``id()``, which does not survive pickling
+    (``to_config`` then raises ``KeyError``); rebuilding recomputes the map. Harmless once
+    ``Space`` pickles itself correctly.
+    """
+    return None if space is None else Space(space.template)

@@ -1,0 +1,494 @@
+"""Tests of the TPE core (no Ray) and of its Tune adapter (one real Tune run)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from search_algs.core.tpe import (
+    TPE,
+    Dim,
+    ParzenEstimator,
+    TPEOptions,
+    gamma,
+    log_normal_mass,
+    rank_observations,
+    recency_weights,
+    split_good_bad,
+)
+from search_algs.space import Categorical, Float, Int, Space
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ---- test functions (unit cube in, regret out) -----------------------------------------------
+
+
+def branin(u: np.ndarray) -> float:
+    x1, x2 = -5.0 + 15.0 * u[0], 15.0 * u[1]
+    b, c, t = 5.1 / (4 * math.pi**2), 5 / math.pi, 1 / (8 * math.pi)
+    return (x2 - b * x1**2 + c * x1 - 6) ** 2 + 10 * (1 - t) * math.cos(x1) + 10 - 0.397887
+
+
+_H_A = np.array([[10, 3, 17, 3.5, 1.7, 8], [0.05, 10, 17, 0.1, 8, 14],
+                 [3, 3.5, 1.7, 10, 17, 8], [17, 8, 0.05, 10, 0.1, 14]])
+_H_P = 1e-4 * np.array([[1312, 1696, 5569, 124, 8283, 5886], [2329, 4135, 8307, 3736, 1004, 9991],
+                        [2348, 1451, 3522, 2883, 3047, 6650], [4047, 8828, 8732, 5743, 1091, 381]])
+_H_ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
+
+
+def hartmann6(u: np.ndarray) -> float:
+    return float(-np.sum(_H_ALPHA * np.exp(-np.sum(_H_A * (u - _H_P) ** 2, axis=1))) + 3.32237)
+
+
+def unit_space(d: int) -> Space:
+    return Space({f"x{i}": Float(0.0, 1.0) for i in range(d)})
+
+
+def best_of_run(f, d: int, seed: int, budget: int, use_tpe: bool, n_startup: int = 10) -> float:
+    core = TPE(unit_space(d).params)
+    rng = np.random.default_rng(seed)
+    X, losses = [], []
+    for i in range(budget):
+        if use_tpe and i >= n_startup:
+            u = core.suggest(np.array(X), losses, rng)
+        else:
+            u = rng.random(d)
+        X.append(u)
+        losses.append(f(u))
+    return min(losses)
+
+
+# ---- pure pieces -----------------------------------------------------------------------------
+
+
+def test_gamma_and_recency_weights():
+    assert [gamma(n) for n in (0, 1, 6, 7, 10, 100, 1000)] == [0, 1, 1, 2, 2, 15, 25]
+    assert gamma(10, 0.1) == 1 and gamma(11, 0.1) == 2
+    assert np.array_equal(recency_weights(3), np.ones(3))
+    w = recency_weights(40, 25)
+    assert len(w) == 40 and np.all(w[-25:] == 1) and w[0] == pytest.approx(1 / 40)
+    assert np.all(np.diff(w) >= 0)
+
+
+def test_log_normal_mass_matches_scipy_in_both_tails():
+    lo = np.array([-3.0, -0.5, 0.2, 30.0, -40.0, 8.0, -1e-3])
+    hi = np.array([-1.0, 0.7, 0.3, 31.0, -39.0, 8.5, 1e-3])
+    # reference: whichever scipy form has no cancellation
+    with np.errstate(divide="ignore"):
+        ref = np.where(
+            lo > 0,
+            stats.norm.logsf(lo) + np.log1p(-np.exp(stats.norm.logsf(hi) - stats.norm.logsf(lo))),
+            stats.norm.logcdf(hi) + np.log1p(-np.exp(stats.norm.logcdf(lo) - stats.norm.logcdf(hi))),
+        )
+    got = log_normal_mass(lo, hi)
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, ref, rtol=1e-9)
+
+
+def _naive_log_pdf(dims, centres, weights, prior_weight, bandwidth, x):
+    """Reference mixture density, one kernel and one parameter at a time, with scipy."""
+    w = np.append(weights, prior_weight)
+    w = w / w.sum()
+    total = 0.0
+    for i, mu in enumerate(centres):
+        p = w[i]
+        for j, dim in enumerate(dims):
+            s = bandwidth[j]
+            if dim.kind == "continuous":
+                p *= stats.truncnorm.pdf(x[j], -mu[j] / s, (1 - mu[j]) / s, loc=mu[j], scale=s)
+            elif dim.kind == "grid":
+                c = int(np.argmin(np.abs(dim.values - x[j])))
+                a, b = -mu[j] / s, (1 - mu[j]) / s
+                cdf = stats.truncnorm.cdf(dim.edges[[c, c + 1]], a, b, loc=mu[j], scale=s)
+                p *= cdf[1] - cdf[0]
+            else:
+                K = dim.n_choices
+                same = int(x[j] * K) == int(mu[j] * K)
+                p *= (1 - s + s / K) if same else s / K
+        total += p
+    prior = w[-1]
+    for j, dim in enumerate(dims):
+        if dim.kind == "grid":
+            c = int(np.argmin(np.abs(dim.values - x[j])))
+            prior *= dim.edges[c + 1] - dim.edges[c]
+        elif dim.kind == "categorical":
+            prior /= dim.n_choices
+    return math.log(total + prior)
+
+
+MIXED = Space({
+    "lr": Float(1e-4, 1.0, log=True),
+    "width": Int(1, 64, log=True),
+    "act": Categorical(["relu", "tanh", "gelu"]),
+    "drop": Float(0.0, 0.5, step=0.1),
+})
+
+
+def _mixed_points(rng, n):
+    return np.array([MIXED.encode_flat(MIXED.sample_flat(rng)) for _ in range(n)])
+
+
+def test_mixture_log_pdf_matches_naive_reference():
+    rng = np.random.default_rng(3)
+    dims = [Dim.of(p) for p in MIXED.params]
+    centres = _mixed_points(rng, 7)
+    weights = rng.uniform(0.2, 1.0, 7)
+    est = ParzenEstimator(dims, centres, weights, prior_weight=0.7)
+    x = _mixed_points(rng, 15)
+    got = est.log_pdf(x)
+    ref = [_naive_log_pdf(dims, centres, weights, 0.7, est.bandwidth, xi) for xi in x]
+    np.testing.assert_allclose(got, ref, rtol=1e-7)
+
+
+def test_discrete_densities_sum_to_one_and_sampling_follows_them():
+    space = Space({"n": Int(1, 64, log=True), "q": Float(0.0, 1.0, step=0.25),
+                   "c": Categorical(["a", "b", "c"])})
+    dims = [Dim.of(p) for p in space.params]
+    rng = np.random.default_rng(0)
+    centres = np.array([space.encode_flat(space.sample_flat(rng)) for _ in range(5)])
+    est = ParzenEstimator(dims, centres, np.ones(5))
+    values = [dims[0].values, dims[1].values, (np.arange(3) + 0.5) / 3]
+    grid = np.array(list(itertools.product(*values)))
+    p = np.exp(est.log_pdf(grid))
+    assert p.sum() == pytest.approx(1.0, abs=1e-9)
+    p = p.reshape(len(values[0]), len(values[1]), 3)
+    draws = est.sample(np.random.default_rng(1), 40000)
+    for j in range(3):  # every marginal, and the joint of the two small parameters
+        freq = np.array([np.mean(np.isclose(draws[:, j], v)) for v in values[j]])
+        marginal = p.sum(axis=tuple(k for k in range(3) if k != j))
+        assert 0.5 * np.abs(freq - marginal).sum() < 0.02  # total variation
+    joint = p.sum(axis=0)
+    freq = np.array([[np.mean(np.isclose(draws[:, 1], a) & np.isclose(draws[:, 2], b))
+                      for b in values[2]] for a in values[1]])
+    assert 0.5 * np.abs(freq - joint).sum() < 0.02
+
+
+def test_continuous_density_integrates_to_one():
+    dims = [Dim.of(p) for p in unit_space(1).params]
+    est = ParzenEstimator(dims, np.array([[0.02], [0.5], [0.97]]), np.array([1.0, 0.5, 1.0]))
+    xs = np.linspace(0, 1, 20001)[:, None]
+    assert np.trapezoid(np.exp(est.log_pdf(xs)), xs[:, 0]) == pytest.approx(1.0, abs=1e-4)
+
+
+# ---- ranking: censored and failed observations -------------------------------------------------
+
+
+def test_censored_never_ahead_of_completed_and_deeper_budget_first():
+    #            0 completed  1 cens@3   2 cens@9   3 completed  4 cens@9  5 failed  6 cens@3
+    losses = [1.0, 0.1, 0.5, 2.0, 0.4, None, 0.05]
+    budgets = [27, 3, 9, 27, 9, 27, 3]
+    censored = [False, True, True, False, True, False, True]
+    ranked, failed = rank_observations(losses, budgets, censored)
+    assert ranked.tolist() == [0, 3, 4, 2, 6, 1]
+    assert failed.tolist() == [5]
+    # a censored trial with a better number at a shallow budget never beats a completed one
+    good, bad = split_good_bad(losses, budgets, censored, fraction=0.3)
+    assert good.tolist() == [0, 3] and 5 in bad and 1 in bad and 6 in bad
+
+
+def test_censored_fill_the_good_set_only_when_few_completed():
+    losses = [5.0] + [0.1 * i for i in range(19)]
+    budgets = [9] + [1 + (i % 3) for i in range(19)]
+    censored = [False] + [True] * 19
+    good, _ = split_good_bad(losses, budgets, censored, fraction=0.15)
+    assert len(good) == 3 and 0 in good  # the completed (worse-looking) trial is in
+    assert all(budgets[i] == 3 for i in good if i != 0)  # then the deepest censored ones
+
+
+def test_failed_and_nonfinite_never_good_and_never_crash():
+    rng = np.random.default_rng(0)
+    X = rng.random((30, 2))
+    losses = [None, math.nan, math.inf, -math.inf] + list(rng.random(26))
+    good, bad = split_good_bad(losses)
+    assert not {0, 1, 2, 3} & set(good.tolist()) and {0, 1, 2, 3} <= set(bad.tolist())
+    u = TPE(unit_space(2).params).suggest(X, losses, rng)
+    assert u.shape == (2,) and np.all((0 <= u) & (u <= 1))
+    # only failures: the model still answers (l is the prior alone)
+    u = TPE(unit_space(2).params).suggest(X[:5], [None] * 5, rng)
+    assert np.all(np.isfinite(u))
+
+
+def test_failed_region_is_avoided():
+    rng = np.random.default_rng(1)
+    X = rng.random((40, 2))
+    losses = [None if x[0] < 0.5 else (x[1] - 0.3) ** 2 + 0.1 * x[0] for x in X]
+    core = TPE(unit_space(2).params)
+    picks = np.array([core.suggest(X, losses, np.random.default_rng(s)) for s in range(30)])
+    assert np.mean(picks[:, 0] >= 0.5) >= 0.9
+
+
+# ---- conditional spaces ------------------------------------------------------------------------
+
+
+COND = Space({
+    "model": Categorical([
+        {"kind": "linear", "lr": Float(1e-4, 1.0, log=True)},
+        {"kind": "tree", "depth": Int(1, 12), "split": Categorical(["gini", "entropy"])},
+    ]),
+    "batch": Int(16, 256, log=True),
+})
+
+
+def test_conditional_children_only_where_active_and_modelled_from_their_branch():
+    rng = np.random.default_rng(0)
+    flats = [COND.sample_flat(rng) for _ in range(40)]
+
+    def loss(flat):  # the linear branch with lr near 1e-2 is best
+        if flat["model"] == 0:
+            return abs(math.log10(flat["model[0]/lr"]) + 2)
+        return 3.0 + flat["model[1]/depth"] / 12
+
+    X = np.array([COND.encode_flat(f) for f in flats])
+    losses = [loss(f) for f in flats]
+    core = TPE(COND.params)
+    model = core.fit(X, losses)
+    for group, good, bad in model.groups:
+        members = [COND.params[i].name for i in group.index]
+        active_good = sum(all(n in flats[i] for n in members) for i in model.good)
+        assert good.n_kernels == active_good  # only observations where the group is active
+    picks = []
+    for s in range(20):
+        u = core.suggest(X, losses, np.random.default_rng(s))
+        flat = COND.decode_unit(u)
+        active = COND.active(flat)
+        assert all(np.isfinite(u[i]) == a for i, a in enumerate(active))
+        picks.append(flat)
+    linear = [f for f in picks if f["model"] == 0]
+    assert len(linear) >= 15
+    assert np.median([abs(math.log10(f["model[0]/lr"]) + 2) for f in linear]) < 0.75
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(0, 30),
+    seed=st.integers(0, 2**31 - 1),
+    kinds=st.lists(st.sampled_from(["ok", "none", "nan", "inf", "ninf", "cens"]), min_size=30, max_size=30),
+    n_pending=st.integers(0, 4),
+)
+def test_any_history_gives_a_valid_point(n, seed, kinds, n_pending):
+    rng = np.random.default_rng(seed)
+    flats = [COND.sample_flat(rng) for _ in range(n + n_pending)]
+    X = np.array([COND.encode_flat(f) for f in flats[:n]]).reshape(-1, COND.dim)
+    pending = np.array([COND.encode_flat(f) for f in flats[n:]]).reshape(-1, COND.dim)
+    value = {"ok": 1.0, "none": None, "nan": math.nan, "inf": math.inf, "ninf": -math.inf, "cens": 0.5}
+    losses = [value[k] if value[k] != 1.0 else float(rng.random()) for k in kinds[:n]]
+    censored = [k == "cens" for k in kinds[:n]]
+    budgets = [int(rng.integers(1, 5)) if c else 9 for c in censored]
+    u = TPE(COND.params).suggest(X, losses, rng, budgets=budgets, censored=censored, pending=pending)
+    config = COND.to_config(COND.decode_unit(u))
+    assert COND.to_flat(config) == COND.decode_unit(u)
+
+
+# ---- options -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field, value", [
+    ("n_ei_candidates", 0), ("gamma_fraction", 0.0), ("gamma_fraction", 1.5), ("gamma_cap", 0),
+    ("prior_weight", 0.0), ("prior_weight", math.nan), ("min_bandwidth", 0.0),
+    ("full_weight_window", 0), ("constant_liar", "yes"),
+])
+def test_bad_options_name_parameter_and_value(field, value):
+    with pytest.raises(ValueError) as err:
+        TPEOptions(**{field: value})
+    assert f"'{field}'" in str(err.value) and repr(value) in str(err.value)
+
+
+def test_bad_array_shapes_are_reported():
+    core = TPE(unit_space(2).params)
+    with pytest.raises(ValueError, match="'X' must be a 2-D array of unit vectors with 2 columns"):
+        core.suggest(np.zeros((4, 3)), [1.0] * 4, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="'losses'"):
+        core.suggest(np.zeros((4, 2)), [1.0] * 3, np.random.default_rng(0))
+
+
+# ---- performance sanity (core only, no Ray) ------------------------------------------------------
+
+
+def test_tpe_beats_random_on_branin_and_hartmann6():
+    budget, seeds = 60, range(5)
+    lines = []
+    for name, f, d in (("branin", branin, 2), ("hartmann6", hartmann6, 6)):
+        tpe = np.median([best_of_run(f, d, s, budget, True) for s in seeds])
+        rnd = np.median([best_of_run(f, d, s, budget, False) for s in seeds])
+        lines.append(f"{name}: median best regret over seeds 0-4, {budget} evaluations: "
+                     f"TPE {tpe:.4g}, random {rnd:.4g}")
+        assert tpe < 0.5 * rnd, lines[-1]
+    print("\n" + "\n".join(lines))
+
+
+def test_suggestion_cost_at_200_observations():
+    rng = np.random.default_rng(0)
+    X = _mixed_points(rng, 200)
+    losses = list(rng.random(200))
+    pending = X[:8]
+    core = TPE(MIXED.params)
+    core.suggest(X, losses, rng, pending=pending)  # warm-up
+    times = []
+    for _ in range(20):
+        t = time.perf_counter()
+        core.suggest(X, losses, rng, pending=pending)
+        times.append(time.perf_counter() - t)
+    ms = 1000 * float(np.median(times))
+    print(f"\nTPE core: median {ms:.2f} ms per suggestion at n=200 observations, 4 params, 8 pending")
+    assert ms < 50
+
+
+# ---- the Tune adapter, driven by hand (no Ray cluster needed) ------------------------------------
+
+
+def _objective(config) -> float:
+    return (math.log10(config["lr"]) + 2) ** 2 + (config["width"] - 40) ** 2 / 400 + \
+        (0.0 if config["act"] == "tanh" else 0.5) + config["drop"]
+
+
+def _searcher(seed=0, **kw):
+    from search_algs.tpe import TPESearch
+
+    return TPESearch(space=MIXED.template, metric="loss", mode="min", seed=seed, **kw)
+
+
+def _drive(searcher, n, start=0):
+    configs = []
+    for i in range(start, start + n):
+        config = searcher.suggest(f"t{i}")
+        searcher.on_trial_complete(f"t{i}", {"loss": _objective(config), "training_iteration": 1})
+        configs.append(config)
+    return configs
+
+
+def test_startup_is_random_search_with_the_same_seed():
+    from search_algs.random_search import RandomSearch
+
+    rs = RandomSearch(space=MIXED.template, metric="loss", mode="min", seed=7)
+    tpe_configs = _drive(_searcher(seed=7), 10)
+    rs_configs = [rs.suggest(f"r{i}") for i in range(10)]
+    assert tpe_configs == rs_configs
+
+
+def test_same_seed_same_sequence():
+    a, b, c = _drive(_searcher(3), 16), _drive(_searcher(3), 16), _drive(_searcher(4), 16)
+    assert a == b and a[10:] != c[10:]
+
+
+def test_same_sequence_in_another_process():
+    code = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); import tests.test_tpe as t; "
+        "print(json.dumps(t._drive(t._searcher(5), 14)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(REPO)], capture_output=True, text=True,
+                         timeout=60, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-2000:]
+    here = json.loads(json.dumps(_drive(_searcher(5), 14)))
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == here
+
+
+def test_save_restore_continues_the_same_sequence(tmp_path):
+    first = _searcher(11)
+    seq = _drive(first, 8)
+    first.save(str(tmp_path / "tpe.pkl"))
+    seq += _drive(first, 7, start=8)
+    fresh = _searcher(999, n_startup=3)  # state (rng, history, options) comes from the file
+    fresh.restore(str(tmp_path / "tpe.pkl"))
+    assert _drive(fresh, 7, start=8) == seq[8:]
+
+
+def test_pickled_searcher_continues_the_same_sequence():
+    import pickle
+
+    import cloudpickle
+
+    a = _searcher(2)
+    _drive(a, 12)
+    for clone in (pickle.loads(pickle.dumps(a)), cloudpickle.loads(cloudpickle.dumps(a))):
+        assert _drive(clone, 4, start=12) == _drive(pickle.loads(pickle.dumps(a)), 4, start=12)
+    assert _drive(pickle.loads(pickle.dumps(a)), 4, start=12) == _drive(a, 4, start=12)
+
+
+def test_constant_liar_spreads_concurrent_suggestions():
+    def spread(liar: bool, seed: int) -> float:
+        s = _searcher(seed, constant_liar=liar)
+        _drive(s, 20)
+        points = np.array([MIXED.encode_flat(MIXED.to_flat(s.suggest(f"p{i}"))) for i in range(8)])
+        assert len(s.pending) == 8
+        d = np.sqrt(((points[:, None, :] - points[None, :, :]) ** 2).sum(-1))
+        return float(d[np.triu_indices(8, 1)].mean())
+
+    with_liar = np.array([spread(True, s) for s in range(10)])
+    without = np.array([spread(False, s) for s in range(10)])
+    print(f"\nmean pairwise unit distance of 8 concurrent suggestions over seeds 0-9: "
+          f"liar {with_liar.mean():.3f}, no liar {without.mean():.3f}, "
+          f"liar wider in {(with_liar > without).sum()}/10")
+    assert with_liar.mean() > 1.2 * without.mean()
+    assert (with_liar > without).sum() >= 7
+
+
+def test_adapter_treats_failed_and_censored_trials():
+    s = _searcher(0, n_startup=4)
+    for i in range(6):
+        config = s.suggest(f"t{i}")
+        if i % 3 == 0:
+            s.on_trial_complete(f"t{i}", {"loss": math.nan, "training_iteration": 9})
+        elif i % 3 == 1:
+            s.on_trial_complete(f"t{i}", error=True)
+        else:
+            s.on_trial_complete(f"t{i}", {"loss": 0.1, "training_iteration": 2})  # censored
+    assert sum(o.failed for o in s.history) == 4 and all(o.censored for o in s.history if not o.failed)
+    config = s.suggest("next")
+    assert MIXED.to_flat(config)  # a valid point
+
+
+def test_adapter_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="'n_startup'.*-1"):
+        _searcher(n_startup=-1)
+    with pytest.raises(ValueError, match="'n_ei_candidates'"):
+        _searcher(n_ei_candidates=0)
+
+
+def test_registry_knows_tpe():
+    from orchestrator.registry import searcher_class
+    from search_algs.tpe import TPESearch
+
+    assert searcher_class("tpe") is TPESearch
+
+
+# ---- one real Tune run ---------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_tune_run_completes_and_searcher_sees_every_trial(ray_local, tmp_path):
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+
+    from search_algs.tpe import TPESearch
+
+    def trainable(config):
+        for step in range(2):
+            tune.report({"loss": (config["x"] - 0.3) ** 2 + (config["y"] == "b") + 0.1 * step})
+
+    searcher = TPESearch(space={"x": Float(0.0, 1.0), "y": Categorical(["a", "b"])},
+                         metric="loss", mode="min", seed=0, n_startup=5)
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=2),
+                                    num_samples=12, reuse_actors=True),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
+    )
+    results = tuner.fit()
+    assert len(results) == 12 and not results.errors
+    assert all(r.metrics["training_iteration"] == 2 for r in results)
+    assert len(searcher.history) == 12 and not searcher.pending
+    assert all(o.loss is not None and not o.censored for o in searcher.history)
+    best = results.get_best_result(metric="loss", mode="min")
+    assert best.metrics["loss"] == pytest.approx(min(o.loss for o in searcher.history))
