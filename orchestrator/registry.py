@@ -12,6 +12,7 @@ from typing import Any
 
 SEARCHERS: dict[str, str] = {
     "random": "search_algs.random_search:RandomSearch",
+    "tpe": "search_algs.tpe:TPESearch",
 }
 
 SCHEDULERS: dict[str, str | None] = {
