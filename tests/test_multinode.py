@@ -1,0 +1,210 @@
+"""Trials placed on a real 2-node Ray cluster with fake GPUs (``ray.cluster_utils.Cluster``).
+
+The cluster is a head and one worker node on this machine, each ``num_cpus=2, num_gpus=2``
+(fake GPUs: Ray only sets ``CUDA_VISIBLE_DEVICES``). ``orchestrator.tune`` joins it by its
+address. Because a process can ``ray.init`` only once and the session fixture ``ray_local``
+may already have done so in the pytest process, the whole scenario runs ONCE in a child
+process (its own process group, killed as a group on timeout) that writes what it saw as
+JSON; the tests below assert on that record.
+
+Every trial waits at a file barrier until all trials of its run have started, so the trials
+compared below really ran at the same time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+TESTS = pathlib.Path(__file__).resolve().parent
+ROOT = TESTS.parent
+SCENARIO_TIMEOUT_S = 150
+
+
+# ----- the trainable (imported by Ray workers as test_multinode.gpu_probe) -------------------
+
+def gpu_probe(config):
+    """Report which node and which (fake) GPU this trial got; wait for its peers first."""
+    import ray
+    from ray import tune as ray_tune
+
+    barrier = pathlib.Path(config["barrier_dir"])
+    started = time.time()
+    (barrier / f"{os.getpid()}-{started:.6f}").touch()
+    deadline = started + config["barrier_timeout_s"]
+    while len(list(barrier.iterdir())) < config["peers"] and time.time() < deadline:
+        time.sleep(0.1)
+    peers_seen = len(list(barrier.iterdir()))
+    ray_tune.report({
+        "score": float(config["x"]),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+        "gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids()),
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "peers_seen": peers_seen,
+        "start": started,
+        "end": time.time(),
+    })
+
+
+# ----- the scenario, run in a child process ---------------------------------------------------
+
+def _probe_run(address: str, work: pathlib.Path, name: str, resources: dict, trials: int) -> list[dict]:
+    from orchestrator import tune
+    from search_algs import Float
+
+    barrier = work / f"barrier-{name}"
+    barrier.mkdir()
+    space = {"x": Float(0.0, 1.0), "barrier_dir": str(barrier), "peers": trials, "barrier_timeout_s": 40.0}
+    result = tune(gpu_probe, space, metric="score", mode="max", num_samples=trials, resources=resources,
+                  address=address, storage_path=str(work / "runs"), name=name, tracking_uri="", verbose=0)
+    columns = ["trial_id", "status", "error", "cuda_visible_devices", "gpu_ids", "node_id", "peers_seen",
+               "start", "end"]
+    frame = result.trials.reindex(columns=columns)
+    return json.loads(frame.to_json(orient="records"))
+
+
+def scenario(out_path: str) -> None:
+    """Start the 2-node cluster, run the three cases, write what happened to ``out_path``."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from orchestrator import cluster as orch_cluster
+    from orchestrator.spec import SpecError
+
+    work = pathlib.Path(out_path).parent
+    record: dict = {"timings": {}}
+    t0 = time.monotonic()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 2, "include_dashboard": False})
+    try:
+        cluster.add_node(num_cpus=2, num_gpus=2)
+        cluster.wait_for_nodes()
+        record["timings"]["cluster_up_s"] = round(time.monotonic() - t0, 1)
+        record["address"] = cluster.address
+        record["cluster_node_ids"] = sorted(n.node_id for n in cluster.list_all_nodes())
+
+        t = time.monotonic()
+        record["whole_gpu"] = _probe_run(cluster.address, work, "whole-gpu", {"cpu": 1, "gpu": 1}, 4)
+        record["timings"]["whole_gpu_s"] = round(time.monotonic() - t, 1)
+        record["nodes"] = orch_cluster.nodes()
+
+        t = time.monotonic()
+        record["half_gpu"] = _probe_run(cluster.address, work, "half-gpu", {"cpu": 1, "gpu": 0.5}, 4)
+        record["timings"]["half_gpu_s"] = round(time.monotonic() - t, 1)
+
+        t = time.monotonic()
+        try:
+            _probe_run(cluster.address, work, "too-big", {"cpu": 1, "gpu": 3}, 1)
+            record["too_big"] = {"raised": None}
+        except SpecError as exc:
+            record["too_big"] = {"raised": "SpecError", "message": str(exc)}
+        except Exception as exc:  # noqa: BLE001 - recorded, the test says what was wrong
+            record["too_big"] = {"raised": type(exc).__name__, "message": str(exc)}
+        record["timings"]["too_big_s"] = round(time.monotonic() - t, 1)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    record["timings"]["total_s"] = round(time.monotonic() - t0, 1)
+    with open(out_path, "w") as f:
+        json.dump(record, f, indent=1)
+
+
+# ----- the tests --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def multinode(tmp_path_factory):
+    """Run :func:`scenario` once in a child process and return its record."""
+    work = tmp_path_factory.mktemp("multinode")
+    out = work / "record.json"
+    env = dict(os.environ)
+    env.pop("RAY_ADDRESS", None)  # the scenario names its own cluster
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS), str(ROOT), env.get("PYTHONPATH", "")) if p)
+    env.setdefault("RAY_DEDUP_LOGS", "0")
+    env.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    log_path = work / "scenario.log"
+    code = f"import test_multinode; test_multinode.scenario({str(out)!r})"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-c", code], cwd=str(work), env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            proc.wait(SCENARIO_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+    tail = log_path.read_text(errors="replace")[-4000:]
+    _kill_group(proc)  # Ray processes the child left behind, if any (its own group only)
+    if proc.returncode != 0 or not out.exists():
+        pytest.fail(f"multi-node scenario failed (exit code {proc.returncode}); log tail:\n{tail}")
+    record = json.loads(out.read_text())
+    print("multi-node timings:", record["timings"])
+    return record
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """End the child's process group (created by us with start_new_session), nothing else."""
+    try:
+        pgid = os.getpgid(proc.pid)
+    except ProcessLookupError:
+        pgid = proc.pid
+    if pgid != proc.pid or pgid == os.getpgid(0):
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        time.sleep(1.0)
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _overlap(rows: list[dict]) -> bool:
+    """All trials were running at one moment (each started before any ended)."""
+    return max(r["start"] for r in rows) < min(r["end"] for r in rows)
+
+
+def test_whole_gpu_trials_get_distinct_gpus_on_both_nodes(multinode):
+    rows = multinode["whole_gpu"]
+    assert len(rows) == 4
+    assert all(r["status"] == "TERMINATED" and not r["error"] for r in rows), rows
+    assert all(r["peers_seen"] == 4 for r in rows), "the 4 trials did not all run at once"
+    assert _overlap(rows)
+    # every trial sees exactly one GPU, the one Ray assigned it
+    for r in rows:
+        assert r["cuda_visible_devices"] == r["gpu_ids"] and r["cuda_visible_devices"] in ("0", "1"), r
+    # both nodes are used, and on each node the concurrent trials hold different GPUs
+    used_nodes = {r["node_id"] for r in rows}
+    assert used_nodes == set(multinode["cluster_node_ids"])
+    pairs = [(r["node_id"], r["cuda_visible_devices"]) for r in rows]
+    assert len(set(pairs)) == 4, pairs
+
+
+def test_fractional_gpu_trials_share_one_gpu(multinode):
+    rows = multinode["half_gpu"]
+    assert len(rows) == 4
+    assert all(r["status"] == "TERMINATED" and not r["error"] for r in rows), rows
+    assert all(r["peers_seen"] == 4 for r in rows), "the 4 trials did not all run at once"
+    assert _overlap(rows)
+    by_gpu: dict = {}
+    for r in rows:
+        by_gpu.setdefault((r["node_id"], r["cuda_visible_devices"]), []).append(r["trial_id"])
+    # two half-GPU trials on one GPU of each node; never more than 1.0 GPU on one device
+    assert {len(v) for v in by_gpu.values()} == {2}, by_gpu
+    assert len({node for node, _ in by_gpu}) == 2, by_gpu
+
+
+def test_request_no_node_holds_fails_naming_every_node(multinode):
+    outcome = multinode["too_big"]
+    assert outcome["raised"] == "SpecError", outcome
+    message = outcome["message"]
+    assert "GPU=3" in message
+    for node in multinode["nodes"]:
+        assert f"node {node['node_id']}: CPU=2, GPU=2" in message, message
+    assert len(multinode["nodes"]) == 2
