@@ -7,8 +7,9 @@ Three sources, each with its own edge conventions, all mapped onto inclusive bou
   their upper bound; ``qrandint``/``qlograndint`` with ``q > 1`` and ``quniform``/
   ``qloguniform`` INCLUDE it, on the multiples of ``q`` inside the bounds.
 * hyperopt ``hp.*``: ``randint`` excludes its upper bound; ``quniform(l, h, q)`` draws
-  ``round(U(l, h) / q) * q``, so its values are the multiples of ``q`` from ``round(l / q) q``
-  to ``round(h / q) q``; ``loguniform`` bounds are given in log space.
+  ``round(U(l, h) / q) * q``, so its values are the multiples ``k q`` with
+  ``l / q - 1/2 < k < h / q + 1/2`` (``round(l / q) q`` to ``round(h / q) q`` except where a
+  bound sits exactly half-way between multiples); ``loguniform`` bounds are given in log space.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import math
 from typing import Any, Mapping
 
 from search_algs.errors import SpaceError
-from search_algs.space import Categorical, Float, Int, _is_domain
+from search_algs.space import Categorical, Float, Int, _is_domain, _snap
 
 SPEC_TYPES = {
     "float": "float", "uniform": "float", "loguniform": "float", "real": "float",
@@ -30,7 +31,7 @@ def to_template(obj: Any) -> Any:
     """Template of our domains from a YAML/dict spec, a Ray ``param_space`` or a hyperopt space."""
     if _is_hyperopt(obj):
         return from_hyperopt(obj)
-    return _convert(obj, "")
+    return _convert(obj, "", {})
 
 
 def _is_hyperopt(obj: Any) -> bool:
@@ -45,13 +46,17 @@ def _join(path: str, key: Any) -> str:
     return f"{path}/{key}" if path else str(key)
 
 
-def _convert(node: Any, path: str) -> Any:
+def _convert(node: Any, path: str, hp_memo: dict | None = None) -> Any:
+    """``hp_memo`` is shared by every hyperopt node under one container, so an ``hp`` node
+    used in two places stays one parameter (as in hyperopt)."""
+    if hp_memo is None:
+        hp_memo = {}
     if _is_domain(node):
         return node
     if _is_ray_domain(node):
         return from_ray_domain(node, path)
     if _is_hyperopt(node):
-        return from_hyperopt(node)
+        return from_hyperopt(node, _memo=hp_memo)
     if isinstance(node, Mapping):
         if "grid_search" in node and len(node) == 1:
             raise SpaceError(
@@ -60,11 +65,11 @@ def _convert(node: Any, path: str) -> Any:
             )
         if "type" in node and isinstance(node["type"], str) and node["type"] in SPEC_TYPES:
             return from_spec_leaf(node, path)
-        return {k: _convert(v, _join(path, k)) for k, v in node.items()}
+        return {k: _convert(v, _join(path, k), hp_memo) for k, v in node.items()}
     if isinstance(node, list):
-        return [_convert(v, _join(path, k)) for k, v in enumerate(node)]
+        return [_convert(v, _join(path, k), hp_memo) for k, v in enumerate(node)]
     if isinstance(node, tuple):
-        return tuple(_convert(v, _join(path, k)) for k, v in enumerate(node))
+        return tuple(_convert(v, _join(path, k), hp_memo) for k, v in enumerate(node))
     if callable(node):
         raise SpaceError(
             f"parameter '{path}': a function (e.g. tune.sample_from) cannot be searched, got "
@@ -85,25 +90,35 @@ _SPEC_KEYS = {
 def from_spec_leaf(node: Mapping, path: str) -> Any:
     """One ``{type: ...}`` leaf of a YAML spec. Bounds are inclusive for both floats and ints."""
     kind = SPEC_TYPES[node["type"]]
+    path = path or "value"  # a bare leaf as the whole space is named as Space names it
     unknown = set(node) - _SPEC_KEYS[kind]
     if unknown:
         raise SpaceError(
-            f"parameter '{path}': unknown keys {sorted(unknown)} for type '{node['type']}'; "
-            f"allowed keys are {sorted(_SPEC_KEYS[kind])}"
+            f"parameter '{path}': unknown keys {sorted(unknown)} for type '{node['type']}', got "
+            f"{dict(node)}; allowed keys are {sorted(_SPEC_KEYS[kind])}"
         )
     if kind == "choice":
         if "values" not in node:
-            raise SpaceError(f"parameter '{path}': a choice needs 'values', a non-empty list; add it")
+            raise SpaceError(
+                f"parameter '{path}': a choice needs 'values', a non-empty list, got {dict(node)}; add it"
+            )
         values = node["values"]
         if not isinstance(values, list) or not values:
             raise SpaceError(
                 f"parameter '{path}': 'values' must be a non-empty list, got {values!r}; list the choices"
             )
+        weights = node.get("weights")
+        if weights is not None and (not isinstance(weights, list) or not all(
+                isinstance(w, (int, float)) and not isinstance(w, bool) for w in weights)):
+            raise SpaceError(
+                f"parameter '{path}': 'weights' must be a list of numbers, got {weights!r}; "
+                f"give one number per value"
+            )
         choices = [_convert(v, f"{path}[{k}]") for k, v in enumerate(values)]
-        return Categorical(choices, node.get("weights"), label=path)
+        return Categorical(choices, weights, label=path)
     for key in ("low", "high"):
         if key not in node:
-            raise SpaceError(f"parameter '{path}': type '{node['type']}' needs '{key}'; add it")
+            raise SpaceError(f"parameter '{path}': type '{node['type']}' needs '{key}', got {dict(node)}; add it")
     log = node.get("log", node["type"] == "loguniform")
     if not isinstance(log, bool):
         raise SpaceError(f"parameter '{path}': 'log' must be true or false, got {log!r}")
@@ -131,7 +146,7 @@ def _grid(low: float, high: float, q: float) -> tuple[float, float]:
     """Smallest and largest multiples of ``q`` inside ``[low, high]``."""
     lo = math.ceil(round(low / q, 9)) * q
     hi = math.floor(round(high / q, 9)) * q
-    return round(lo, 12), round(hi, 12)
+    return _snap(lo, q), _snap(hi, q)
 
 
 def from_ray_domain(domain: Any, path: str) -> Any:
@@ -193,18 +208,31 @@ def to_ray_param_space(template: Any) -> Any:
                     f"param_space; use one of this project's searchers (e.g. search='random')"
                 )
             return tune.choice(list(node.choices))
-        if isinstance(node, Float):
-            if node.step is None:
-                return tune.loguniform(node.low, node.high) if node.log else tune.uniform(node.low, node.high)
-            return (tune.qloguniform if node.log else tune.quniform)(node.low, node.high, node.step)
-        if isinstance(node, Int):
-            if node.step == 1:
-                return (tune.lograndint if node.log else tune.randint)(node.low, node.high + 1)
-            return (tune.qlograndint if node.log else tune.qrandint)(node.low, node.high, node.step)
+        if isinstance(node, Float) and node.step is None:
+            return tune.loguniform(node.low, node.high) if node.log else tune.uniform(node.low, node.high)
+        if isinstance(node, Int) and node.step == 1:
+            return (tune.lograndint if node.log else tune.randint)(node.low, node.high + 1)
+        if isinstance(node, (Float, Int)):
+            # Ray's quantised domains hold the multiples of q; ours hold low + k * step.
+            name = node.label or path
+            if not math.isclose(node.low / node.step, round(node.low / node.step), abs_tol=1e-9):
+                raise SpaceError(
+                    f"parameter '{name}': Ray Tune's quantised domains hold the multiples of q, but "
+                    f"this grid starts at low={node.low}, not a multiple of step={node.step}; use a "
+                    f"low that is a multiple of step, or one of this project's searchers"
+                )
+            n = int(math.floor((node.high - node.low) / node.step + 1e-9)) + 1
+            if isinstance(node, Int):
+                top = node.low + (n - 1) * node.step
+                return (tune.qlograndint if node.log else tune.qrandint)(node.low, top, node.step)
+            top = _snap(node.low + (n - 1) * node.step, node.step)
+            return (tune.qloguniform if node.log else tune.quniform)(node.low, top, node.step)
         if isinstance(node, Mapping):
             return {k: walk(v, _join(path, k)) for k, v in node.items()}
         if isinstance(node, list):
             return [walk(v, _join(path, k)) for k, v in enumerate(node)]
+        if isinstance(node, tuple):
+            return tuple(walk(v, _join(path, k)) for k, v in enumerate(node))
         return node
 
     return walk(template, "")
@@ -225,14 +253,14 @@ def _has_domain(node: Any) -> bool:
 _UNBOUNDED = {"normal", "qnormal", "lognormal", "qlognormal"}
 
 
-def from_hyperopt(space: Any) -> Any:
+def from_hyperopt(space: Any, _memo: dict | None = None) -> Any:
     """Template from a hyperopt space (``hp.*`` expressions inside dicts/lists/tuples).
 
     Parameters keep their hyperopt labels as names; a node used twice is one parameter.
     """
     from hyperopt.pyll import as_apply
 
-    memo: dict[int, Any] = {}
+    memo: dict = {} if _memo is None else _memo
     return _walk_pyll(as_apply(space), memo, cast=None)
 
 
@@ -308,11 +336,25 @@ def _hyperopt_leaf(node: Any, cast: str | None) -> Any:
         return Float(math.exp(low), math.exp(high), True, label=label)
     if kind in ("quniform", "qloguniform"):
         log = kind == "qloguniform"
+        if isinstance(q, bool) or not isinstance(q, (int, float)) or not q > 0:
+            raise SpaceError(f"parameter '{label}': hp.{kind} needs q > 0, got q={q!r}; use a positive q")
         lo, hi = (math.exp(low), math.exp(high)) if log else (low, high)
-        lo, hi = round(round(lo / q) * q, 12), round(round(hi / q) * q, 12)
-        if log and lo <= 0:  # round(exp(low) / q) == 0: hyperopt can draw 0, which log scale cannot hold
-            lo = q
+        # round(x / q) for x in (lo, hi) reaches k iff lo / q - 1/2 < k < hi / q + 1/2; a bound
+        # exactly half-way between multiples is reached only at that bound (probability 0).
+        k_lo = math.floor(lo / q - 0.5 + 1e-9) + 1
+        k_hi = math.ceil(hi / q + 0.5 - 1e-9) - 1
+        if k_lo > k_hi:
+            raise SpaceError(
+                f"parameter '{label}': hp.{kind} with low={low}, high={high}, q={q} holds no "
+                f"multiple of q; widen the bounds or use a smaller q"
+            )
+        if log and k_lo <= 0:
+            raise SpaceError(
+                f"parameter '{label}': hp.qloguniform rounds values below q/2 to 0, which a log "
+                f"scale cannot hold, got low={low} (exp(low)={lo:.6g}) and q={q}; use "
+                f"low >= log(q / 2) = {math.log(q / 2):.6g}, or hp.quniform"
+            )
         if cast == "int" and float(q).is_integer():
-            return Int(int(lo), int(hi), log, int(q), label=label)
-        return Float(float(lo), float(hi), log, float(q), label=label)
+            return Int(int(k_lo * q), int(k_hi * q), log, int(q), label=label)
+        return Float(_snap(k_lo * q, q), _snap(k_hi * q, q), log, float(q), label=label)
     raise SpaceError(f"parameter '{label}': hyperopt distribution '{kind}' is not supported")

@@ -52,6 +52,15 @@ def _fmt(value: Any) -> str:
     return repr(value)
 
 
+def _snap(value: float, step: float, scale: float = 0.0) -> float:
+    """``value`` on a grid of ``step`` with float noise removed (``0.1 * 3`` gives ``0.3``):
+    rounded to 12 significant digits of ``scale`` (the grid's magnitude, at least ``|value|``),
+    but never coarser than 9 digits below ``step``, so grid points never merge."""
+    scale = max(abs(value), abs(scale), step)
+    decimals = max(11 - math.floor(math.log10(scale)), 9 - math.floor(math.log10(step)))
+    return float(round(value, decimals))
+
+
 @dataclass(frozen=True)
 class Float:
     """A real number in ``[low, high]``, optionally log-scaled and/or on a grid of ``step``."""
@@ -80,7 +89,8 @@ class Float:
                 f"use a positive lower bound or log: false"
             )
         if self.step is not None:
-            if not isinstance(self.step, (int, float)) or not self.step > 0 or not math.isfinite(self.step):
+            if (isinstance(self.step, bool) or not isinstance(self.step, (int, float))
+                    or not self.step > 0 or not math.isfinite(self.step)):
                 raise SpaceError(
                     f"parameter '{name}': step must be a positive number, got {_fmt(self.step)}; "
                     f"use step > 0 or leave it out"
@@ -122,6 +132,11 @@ class Int:
         if self.step < 1:
             raise SpaceError(
                 f"parameter '{name}': step must be >= 1, got step={self.step}; use a positive step"
+            )
+        if self.step > self.high - self.low and self.low != self.high:
+            raise SpaceError(
+                f"parameter '{name}': step={self.step} is larger than the range "
+                f"[{self.low}, {self.high}]; use a smaller step"
             )
 
 
@@ -221,9 +236,10 @@ class Param:
         k = min(max(int(round((x - d.low) / d.step)), 0), n - 1)
         if isinstance(d, Int):
             return int(d.low + k * d.step)
-        # Round to the step's decimals so 0.1 * 3 prints as 0.3, as users expect.
-        value = d.low + k * d.step
-        return float(round(value, 12))
+        if k == 0:
+            return float(d.low)
+        # Round away float noise so 0.1 * 3 prints as 0.3, as users expect.
+        return _snap(d.low + k * d.step, d.step, max(abs(d.low), abs(d.high)))
 
     def encode(self, value: Any) -> float:
         """Unit coordinate of ``value`` (a choice index for categoricals)."""
@@ -245,13 +261,16 @@ class Param:
             return isinstance(value, (int, np.integer)) and 0 <= value < len(d.choices)
         if isinstance(d, Int) and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
             return False
-        if not (d.low <= value <= d.high):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not math.isfinite(value):
             return False
         n = self.n_grid
         if n is not None:
+            # On the grid up to float noise: Ray's quniform(0, 0.3, 0.1) draws 3 * 0.1 =
+            # 0.30000000000000004, which is the grid point 0.3, not a value above the bound.
             k = (value - d.low) / d.step
-            return abs(k - round(k)) < 1e-6
-        return True
+            j = round(k)
+            return abs(k - j) < 1e-6 and 0 <= j <= n - 1
+        return d.low <= value <= d.high
 
 
 def _is_domain(obj: Any) -> bool:
@@ -278,7 +297,9 @@ class Space:
     def __post_init__(self):
         params: list[Param] = []
         self._node_index: dict[int, int] = {}  # id(domain node in template) -> param index
-        self._collect(self.template, "", (), params)
+        self._contexts: list[set] = []  # per param: enclosing (choice index, branch) of each use
+        self._collect(self.template, "", None, params)
+        params = self._conditions(params)
         names = [p.name for p in params]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -306,19 +327,23 @@ class Space:
 
         return cls(converters.to_template(obj))
 
-    def _collect(self, node: Any, path: str, condition: tuple, out: list[Param]) -> None:
+    def _collect(self, node: Any, path: str, context: tuple[int, int] | None, out: list[Param]) -> None:
+        """Append the parameters under ``node``; ``context`` is the innermost enclosing
+        ``(choice parameter index, branch)``, ``None`` at the top level."""
         if _is_domain(node):
             if id(node) in self._node_index:  # one domain object used twice is one shared parameter
+                self._contexts[self._node_index[id(node)]].add(context)
                 return
             name = node.label or path or "value"
             node.validate(name)
             index = len(out)
-            out.append(Param(name, node, condition))
+            out.append(Param(name, node))
             self._node_index[id(node)] = index
+            self._contexts.append({context})
             if isinstance(node, Categorical):
                 for k, choice in enumerate(node.choices):
                     if _contains_domain(choice):
-                        self._collect(choice, f"{name}[{k}]", condition + ((index, k),), out)
+                        self._collect(choice, f"{name}[{k}]", (index, k), out)
         elif isinstance(node, Mapping):
             for key, value in node.items():
                 if not isinstance(key, str):
@@ -326,10 +351,38 @@ class Space:
                         f"search space: keys must be strings, got {_fmt(key)} at '{path or '<root>'}'; "
                         f"use string keys"
                     )
-                self._collect(value, f"{path}/{key}" if path else key, condition, out)
+                self._collect(value, f"{path}/{key}" if path else key, context, out)
         elif isinstance(node, (list, tuple)):
             for k, value in enumerate(node):
-                self._collect(value, f"{path}/{k}" if path else str(k), condition, out)
+                self._collect(value, f"{path}/{k}" if path else str(k), context, out)
+
+    def _conditions(self, params: list[Param]) -> list[Param]:
+        """Give every parameter its activation condition (parents come first).
+
+        A domain object used in several places (as hyperopt nodes may be) is active when
+        any use is: that is expressible only when one use is at the top level, or the uses
+        cover every branch of one choice (then it is active exactly when that choice is).
+        """
+        conditions: list[tuple] = []
+        for i, p in enumerate(params):
+            contexts = self._contexts[i]
+            parents = {c[0] for c in contexts if c is not None}
+            if None in contexts:
+                condition: tuple = ()
+            elif len(contexts) == 1:
+                ((parent, k),) = contexts
+                condition = conditions[parent] + ((parent, k),)
+            elif len(parents) == 1 and {k for _, k in contexts} == set(range(params[min(parents)].n_choices)):
+                condition = conditions[min(parents)]
+            else:
+                uses = sorted(f"{params[c[0]].name}={c[1]}" for c in contexts)
+                raise SpaceError(
+                    f"parameter '{p.name}': one domain is used under the branches {uses}, which are "
+                    f"not all the branches of one choice, so when it is active cannot be expressed; "
+                    f"use a separate domain (a separate hp node and label) in each branch"
+                )
+            conditions.append(condition)
+        return [Param(p.name, p.domain, c) for p, c in zip(params, conditions)]
 
     # ---- basic facts ----------------------------------------------------------------
 
@@ -377,8 +430,8 @@ class Space:
     def encode_flat(self, flat: Mapping[str, Any]) -> np.ndarray:
         """Unit vector of flat values; ``NaN`` for parameters that are inactive or missing."""
         u = np.full(self.dim, np.nan)
-        for i, p in enumerate(self.params):
-            if p.name in flat:
+        for i, (p, on) in enumerate(zip(self.params, self.active(flat))):
+            if on and p.name in flat:
                 u[i] = p.encode(flat[p.name])
         return u
 
@@ -414,7 +467,7 @@ class Space:
         if _is_domain(node):
             p = self.params[self._node_index[id(node)]]
             if isinstance(node, Categorical):
-                k = self._match_choice(node, value)
+                k = self._match_choice(node, value, path)
                 if k is None:
                     raise SpaceError(
                         f"parameter '{p.name}': value {_fmt(value)} is not one of the choices "
@@ -428,7 +481,7 @@ class Space:
                     f"parameter '{p.name}': expected a number, got {_fmt(value)}"
                 )
             if isinstance(node, Int):
-                if float(value) != int(value):
+                if not math.isfinite(float(value)) or float(value) != int(value):
                     raise SpaceError(f"parameter '{p.name}': expected an integer, got {_fmt(value)}")
                 value = int(value)
             if not p.contains(value):
@@ -448,19 +501,31 @@ class Space:
                         )
                     self._read(sub, value[key], f"{path}/{key}" if path else key, flat)
         elif isinstance(node, (list, tuple)):
+            if not isinstance(value, (list, tuple)) or len(value) != len(node):
+                raise SpaceError(
+                    f"config at '{path or '<root>'}': expected a list of {len(node)} items, got {_fmt(value)}"
+                )
             for k, sub in enumerate(node):
                 if _contains_domain(sub):
-                    self._read(sub, value[k], f"{path}/{k}", flat)
+                    self._read(sub, value[k], f"{path}/{k}" if path else str(k), flat)
 
-    def _match_choice(self, node: Categorical, value: Any) -> int | None:
+    def _match_choice(self, node: Categorical, value: Any, path: str) -> int | None:
         for k, choice in enumerate(node.choices):
             if not _contains_domain(choice):
                 if _equal(choice, value):
                     return k
+        # Branches of the same shape (hp.choice over two hp.uniform ranges) are told apart by
+        # whether the value reads inside them; with none, the first of that shape reports why.
+        first = None
         for k, choice in enumerate(node.choices):
             if _contains_domain(choice) and _shape_matches(choice, value):
+                try:
+                    self._read(choice, value, path, {})
+                except SpaceError:
+                    first = k if first is None else first
+                    continue
                 return k
-        return None
+        return first
 
     # ---- conveniences -----------------------------------------------------------------
 
