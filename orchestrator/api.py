@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +65,7 @@ class TuningResult:
         for trial_id, message in sorted(self.errors.items()):
             rows.append((f"  error {trial_id}", message.strip().splitlines()[-1][:100] if message else "?"))
         rows.append(("experiment", self.experiment_path))
+        rows.append(("resume with", f"tuneorch resume {self.experiment_path}"))
         if self.tracking_uri:
             rows.append(("mlflow records", self.tracking_uri))
             if self.mlflow_run_id:
@@ -186,56 +188,138 @@ def build_scheduler(spec: ExperimentSpec, experiment_path: str) -> Any:
     )
 
 
+SPEC_FILE = "tuneorch-spec.pkl"
+
+
 def run(spec: ExperimentSpec, verbose: int = 1) -> TuningResult:
-    """Run a validated experiment to its end and return what it found."""
-    import ray
+    """Run a validated experiment to its end and return what it found.
+
+    Every run gets its own experiment directory, ``<storage_path>/<name>-<UTC time>``,
+    which holds Tune's state, the checkpoints, the spec and the tracking outbox, and which
+    :func:`resume` takes.
+    """
     from ray import tune as ray_tune
     from ray.tune.search import ConcurrencyLimiter
 
     trainable = spec.load_trainable()
     storage_path = cluster.storage_uri(spec.storage_path)
-    experiment_path = os.path.join(storage_path, spec.name) if "://" not in storage_path else f"{storage_path}/{spec.name}"
+    run_name = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    experiment_path = _join(storage_path, run_name)
 
     cluster.connect(spec.address)
     cluster.check_resources(spec.resources)
     max_concurrent = spec.max_concurrent or cluster.trials_that_fit(spec.resources)
+    spec.max_concurrent = max_concurrent
 
     searcher, param_space = build_searcher(spec)
     scheduler = build_scheduler(spec, experiment_path)
-    search_alg = ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
-
-    callbacks = []
-    tracker = _make_tracker(spec, storage_path, experiment_path, max_concurrent)
-    if tracker is not None:
-        callbacks.append(tracker)
+    _save_spec(spec, experiment_path)
+    tracker = _make_tracker(spec, storage_path, experiment_path, run_name)
 
     tuner = ray_tune.Tuner(
         ray_tune.with_resources(trainable, cluster.placement(spec.resources)),
         param_space=param_space,
         tune_config=ray_tune.TuneConfig(
-            metric=spec.metric, mode=spec.mode, search_alg=search_alg, scheduler=scheduler,
-            num_samples=spec.num_samples, time_budget_s=spec.time_budget_s,
+            metric=spec.metric, mode=spec.mode,
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=max_concurrent),
+            scheduler=scheduler, num_samples=spec.num_samples, time_budget_s=spec.time_budget_s,
         ),
         run_config=ray_tune.RunConfig(
-            name=spec.name, storage_path=storage_path, stop=spec.stop, callbacks=callbacks,
+            name=run_name, storage_path=storage_path, stop=spec.stop,
+            callbacks=[tracker] if tracker is not None else [],
             failure_config=ray_tune.FailureConfig(max_failures=spec.max_failures),
             verbose=verbose,
         ),
     )
-    status = "FAILED"
+    return _fit(tuner, spec, experiment_path, tracker)
+
+
+def resume(experiment_path: str, verbose: int = 1) -> TuningResult:
+    """Continue an experiment whose driver stopped (Ctrl-C, crash, lost node).
+
+    Unfinished trials continue from their last checkpoint, errored ones are retried, the
+    searcher continues its sequence from its saved state and the tracker finds its MLflow
+    runs again instead of creating new ones.
+    """
+    from ray import tune as ray_tune
+
+    experiment_path = cluster.storage_uri(experiment_path).rstrip("/")
+    spec = _load_spec(experiment_path)
+    storage_path, run_name = experiment_path.rsplit("/", 1)
+    cluster.connect(spec.address)
+    tracker = _make_tracker(spec, storage_path, experiment_path, run_name)
+    _, param_space = build_searcher(spec)
+    tuner = ray_tune.Tuner.restore(
+        experiment_path,
+        trainable=ray_tune.with_resources(spec.load_trainable(), cluster.placement(spec.resources)),
+        resume_unfinished=True, resume_errored=True, param_space=param_space or None,
+    )
+    _replace_callbacks(tuner, [tracker] if tracker is not None else [])
+    return _fit(tuner, spec, experiment_path, tracker)
+
+
+def _replace_callbacks(tuner: Any, callbacks: list) -> None:
+    """Give a restored Tuner fresh callbacks.
+
+    ``Tuner.restore`` brings back the pickled RunConfig, whose tracker would replay a stale
+    state; Ray has no public way to swap it, so this reaches into the Tuner (one place).
+    """
+    run_config = tuner._local_tuner.get_run_config()
+    run_config.callbacks = callbacks
+
+
+def _fit(tuner: Any, spec: ExperimentSpec, experiment_path: str, tracker: Any) -> TuningResult:
     try:
         grid = tuner.fit()
-        status = "FINISHED"
-    finally:
-        if tracker is not None and status == "FAILED":
+    except BaseException:
+        if tracker is not None:
             tracker.finish(None, None, spec.metric, status="FAILED")
+        raise
     result = _collect(grid, spec, experiment_path, tracker)
     if tracker is not None:
-        tracker.finish(result.best_config, result.best_metric, spec.metric, status="FINISHED")
+        tracker.finish(result.best_config, result.best_metric, spec.metric,
+                       status="FINISHED" if not _interrupted(grid) else "KILLED")
+    if _interrupted(grid):
+        print(f"The run stopped before its end; continue it with: tuneorch resume {experiment_path}")
     return result
 
 
-def _make_tracker(spec: ExperimentSpec, storage_path: str, experiment_path: str, max_concurrent: int):
+def _interrupted(grid: Any) -> bool:
+    trials = getattr(getattr(grid, "_experiment_analysis", None), "trials", None) or []
+    return any(getattr(t, "status", "TERMINATED") not in ("TERMINATED", "ERROR") for t in trials)
+
+
+def _join(base: str, name: str) -> str:
+    return f"{base.rstrip('/')}/{name}" if "://" in base else os.path.join(base, name)
+
+
+def _save_spec(spec: ExperimentSpec, experiment_path: str) -> None:
+    """Keep the spec (cloudpickled: it may hold callables and searcher objects) for resume."""
+    import pyarrow.fs
+    import ray.cloudpickle as cloudpickle
+
+    fs, path = pyarrow.fs.FileSystem.from_uri(experiment_path if "://" in experiment_path else "file://" + experiment_path)
+    fs.create_dir(path, recursive=True)
+    with fs.open_output_stream(f"{path}/{SPEC_FILE}") as f:
+        f.write(cloudpickle.dumps(spec))
+
+
+def _load_spec(experiment_path: str) -> ExperimentSpec:
+    import pyarrow.fs
+    import ray.cloudpickle as cloudpickle
+
+    fs, path = pyarrow.fs.FileSystem.from_uri(experiment_path if "://" in experiment_path else "file://" + experiment_path)
+    try:
+        with fs.open_input_stream(f"{path}/{SPEC_FILE}") as f:
+            return cloudpickle.loads(f.read())
+    except FileNotFoundError:
+        raise SpecError(
+            f"resume: {experiment_path!r} holds no {SPEC_FILE}; give the experiment directory that "
+            f"'tuneorch run' printed (it ends in <name>-<date>-<time>)"
+        ) from None
+
+
+def _make_tracker(spec: ExperimentSpec, storage_path: str, experiment_path: str, run_name: str):
     if spec.tracking_uri == "":
         return None
     from orchestrator.tracking import MLflowTracking, default_tracking_uri
@@ -252,13 +336,11 @@ def _make_tracker(spec: ExperimentSpec, storage_path: str, experiment_path: str,
     params.update({f"resources.{k}": v for k, v in summary["resources"].items() if v not in (None, {})})
     params.update({f"search.{k}": v for k, v in summary["search_options"].items()})
     params.update({f"scheduler.{k}": v for k, v in summary["scheduler_options"].items()})
-    params["max_concurrent"] = max_concurrent
     tags = {"tuneorch.experiment_path": experiment_path, "tuneorch.versions": cluster.versions()}
-    tracker = MLflowTracking(uri, spec.name, run_name=spec.name,
-                             outbox_dir=os.path.join(experiment_path.removeprefix("file://"), "mlflow-outbox")
-                             if "://" not in experiment_path or experiment_path.startswith("file://")
-                             else os.path.join(os.path.expanduser("~/.tuneorch/outbox"), spec.name),
-                             params=params, tags=tags)
+    # The outbox must be a local directory; with remote storage it lives in the home folder.
+    outbox_dir = (os.path.join(experiment_path, "mlflow-outbox") if "://" not in experiment_path
+                  else os.path.join(os.path.expanduser("~/.tuneorch/outbox"), run_name))
+    tracker = MLflowTracking(uri, spec.name, run_name=run_name, outbox_dir=outbox_dir, params=params, tags=tags)
     tracker.start()
     return tracker
 

@@ -1,6 +1,7 @@
 """``tuneorch``: run, validate and browse tuning experiments from YAML specs.
 
     tuneorch run examples/digits_mlp.yaml --set num_samples=4 --set search=tpe
+    tuneorch resume runs/digits-mlp-20261127-130000
     tuneorch validate examples/digits_mlp.yaml
     tuneorch ui --tracking-uri sqlite:///runs/mlflow.db
 """
@@ -24,6 +25,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a spec field (dotted keys reach into mappings), e.g. --set num_samples=4")
     run.add_argument("--quiet", action="store_true", help="no progress table, only the summary")
+
+    resume = sub.add_parser("resume", help="continue an experiment whose driver stopped")
+    resume.add_argument("experiment", help="the experiment directory 'tuneorch run' printed")
+    resume.add_argument("--quiet", action="store_true")
 
     validate = sub.add_parser("validate", help="check a spec without starting Ray")
     validate.add_argument("spec")
@@ -49,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
 
             spec = ExperimentSpec.from_yaml(args.spec, args.overrides)
             result = run(spec, verbose=0 if args.quiet else 1)
+            print(result.summary())
+            return 0 if result.best_config is not None else 1
+        if args.command == "resume":
+            from orchestrator.api import resume
+
+            result = resume(args.experiment, verbose=0 if args.quiet else 1)
             print(result.summary())
             return 0 if result.best_config is not None else 1
         if args.command == "ui":

@@ -315,6 +315,11 @@ class Space:
         self.params = tuple(params)
         self._index = {p.name: i for i, p in enumerate(self.params)}
 
+    def __reduce__(self):
+        # The flattened view is keyed by the identity of template nodes, which pickling does
+        # not keep: rebuild it from the template (a copy reproduces the same params, in order).
+        return (type(self), (self.template,))
+
     # ---- construction ---------------------------------------------------------------
 
     @classmethod

@@ -1,0 +1,67 @@
+"""A run whose driver is SIGKILLed continues with `resume`: nothing repeated, nothing lost."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import orchestrator
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def markers(log_dir: pathlib.Path) -> dict[str, set[int]]:
+    runs: dict[str, set[int]] = {}
+    for path in log_dir.iterdir():
+        x, step = path.name.rsplit("-", 1)
+        runs.setdefault(x, set()).add(int(step))
+    return runs
+
+
+@pytest.mark.slow
+def test_resume_after_the_driver_is_killed(ray_local, tmp_path):
+    log_dir = tmp_path / "markers"
+    log_dir.mkdir()
+    storage = tmp_path / "runs"
+    script = textwrap.dedent(f"""
+        import orchestrator
+        from search_algs import Float
+        from trainables import slow_steps
+        orchestrator.tune(slow_steps, {{"x": Float(0.0, 1.0), "log_dir": {str(log_dir)!r}}},
+                          metric="loss", mode="min", num_samples=6, max_concurrent=2,
+                          resources={{"cpu": 0.5}}, seed=5, storage_path={str(storage)!r},
+                          tracking_uri="", name="resume-me", verbose=0)
+    """)
+    env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "0"}
+    driver = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT / "tests", env=env,
+                              start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    try:
+        while sum(steps == {1, 2, 3} for steps in markers(log_dir).values()) < 2:
+            assert driver.poll() is None, driver.stderr.read().decode()[-3000:]
+            assert time.time() < deadline, "the first run made no progress"
+            time.sleep(0.2)
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started, by process group
+        driver.wait()
+    before = markers(log_dir)
+    finished_before = {x for x, steps in before.items() if steps == {1, 2, 3}}
+    assert 2 <= len(finished_before) < 6
+
+    (experiment,) = [p for p in storage.iterdir() if p.is_dir()]
+    result = orchestrator.resume(str(experiment), verbose=0)
+
+    after = markers(log_dir)
+    assert len(result.trials) == 6 and (result.trials["status"] == "TERMINATED").all()
+    assert len(set(result.trials["config/x"])) == 6, "the searcher repeated a suggestion"
+    assert len(after) == 6 and all(steps == {1, 2, 3} for steps in after.values())
+    # Trials that had finished were not trained again (their markers did not change).
+    assert all(after[x] == before[x] for x in finished_before)
+    assert result.best_metric == pytest.approx(result.trials["loss"].min())
