@@ -1,0 +1,171 @@
+"""Command line: ``python -m benchmarks {run,tune,overhead,list,report} ...``.
+
+Examples::
+
+    python -m benchmarks run --suite quick
+    python -m benchmarks run --suite full --optimizers random,optuna-gp --problems branin --seeds 5
+    python -m benchmarks tune --optimizers random,tpe --problems branin --concurrency 4 --seeds 3 --budget 30
+    python -m benchmarks overhead --trials 50 --optimizer random --repeats 2
+    python -m benchmarks list
+    python -m benchmarks report bench-results/quick-.../results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Sequence
+
+from benchmarks import report, runner
+from benchmarks.suites import SUITES
+
+
+def _names(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks", description="Benchmark our searchers against peers.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    run = sub.add_parser("run", help="sequential ask/tell benchmark of a tier")
+    run.add_argument("--suite", choices=sorted(SUITES), default="quick")
+    run.add_argument("--optimizers", help="comma-separated names (default: the tier's)")
+    run.add_argument("--problems", help="comma-separated names (default: the tier's)")
+    run.add_argument("--seeds", type=_positive, help="number of seeds (0..N-1)")
+    run.add_argument("--budget", type=_positive, help="evaluations per run (all problems)")
+    run.add_argument("--out", help="output directory (default bench-results/<suite>-<time>)")
+    run.add_argument("--no-cost", action="store_true", help="skip the suggestion-cost measurement")
+    run.add_argument("--no-tune", action="store_true", help="skip the runs through Ray Tune (full tier)")
+    run.add_argument("--no-overhead", action="store_true", help="skip the overhead measurement (full tier)")
+
+    tune = sub.add_parser("tune", help="our searchers through real Ray Tune with K concurrent trials")
+    tune.add_argument("--optimizers", default="random", help="registry names, or ray-hyperopt/ray-optuna")
+    tune.add_argument("--problems", default="branin")
+    tune.add_argument("--concurrency", type=_positive, default=4)
+    tune.add_argument("--seeds", type=_positive, default=3)
+    tune.add_argument("--budget", type=_positive, default=30)
+    tune.add_argument("--sleep", type=float, default=0.0, help="seconds each trial sleeps (makes pending matter)")
+    tune.add_argument("--cpus", type=_positive, default=2)
+    tune.add_argument("--out")
+
+    ov = sub.add_parser("overhead", help="N trivial trials: ours vs Tune's default searcher + FIFO")
+    ov.add_argument("--trials", type=_positive, default=50)
+    ov.add_argument("--optimizer", default="random")
+    ov.add_argument("--repeats", type=_positive, default=2)
+    ov.add_argument("--cpus", type=_positive, default=2)
+    ov.add_argument("--out")
+
+    sub.add_parser("list", help="problems and optimisers, with availability and versions")
+    rep = sub.add_parser("report", help="re-render the Markdown of a results.json")
+    rep.add_argument("results")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    command = runner.command_line(argv)
+
+    if args.cmd == "list":
+        from benchmarks import peers
+        from benchmarks.problems import get_problem, problem_available, problem_names
+
+        print("problems:")
+        for n in problem_names():
+            ok, why = problem_available(n)
+            print(f"  {n:22s} " + (get_problem(n).description if ok else f"UNAVAILABLE: {why}"))
+        print("optimisers:")
+        for s in peers.optimizer_specs().values():
+            why = s.missing()
+            print(f"  {s.name:22s} {s.kind:5s} " + (s.description if not why else f"UNAVAILABLE: {why}"))
+        print("versions: " + ", ".join(f"{k} {v}" for k, v in peers.versions().items()))
+        return 0
+
+    if args.cmd == "report":
+        with open(args.results) as f:
+            print(report.render(json.load(f)))
+        return 0
+
+    try:
+        if args.cmd == "run":
+            suite = SUITES[args.suite]
+            out = args.out or runner.default_out(suite.name)
+            data = runner.run_suite(
+                suite, optimizers=_names(args.optimizers), problems=_names(args.problems), seeds=args.seeds,
+                budget=args.budget, cost=not args.no_cost, tune=not args.no_tune,
+                overhead=not args.no_overhead, command=command,
+            )
+        elif args.cmd == "tune":
+            out = args.out or runner.default_out("tune")
+            data = _tune(args, command)
+        else:
+            out = args.out or runner.default_out("overhead")
+            data = _overhead(args, command)
+    except runner.SelectionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    js, md = runner.write_results(data, out)
+    print()
+    print(runner.header(data))
+    print()
+    print(report.render(data))
+    print(f"\nwrote {js} and {md} ({data['meta']['wall_s']:.0f} s)")
+    return 0
+
+
+def _tune(args, command: str) -> dict:
+    from benchmarks.tune_mode import local_ray
+
+    t0 = time.perf_counter()
+    specs = runner.select_optimizers(_names(args.optimizers), False)
+    probs = runner.select_problems(_names(args.problems))
+    data = runner.new_result_set(command, f"Tune mode, K={args.concurrency}", args.seeds,
+                                 {p.name: args.budget for p in probs}, specs, probs)
+    with local_ray(args.cpus):
+        _tune_loop(args, specs, probs, data)
+    data["meta"]["wall_s"] = time.perf_counter() - t0
+    return data
+
+
+def _tune_loop(args, specs, probs, data) -> None:
+    from benchmarks.tune_mode import run_tune
+
+    for p in probs:
+        for s in specs:
+            if s.kind != "ours" and not s.name.startswith("ray-"):
+                print(f"skip {s.name} in Tune mode: only registry searchers and Ray's wrappers run through Tune")
+                continue
+            why = s.refuses(p.space)
+            if why:
+                print(f"skip {s.name} on {p.name}: {why}")
+                continue
+            for seed in range(args.seeds):
+                rec = run_tune(p.name, s.name, seed, args.budget, args.concurrency, args.sleep, args.cpus)
+                data["tune"].append(rec.to_json())
+                print(f"tune {p.name} {s.name} seed {seed}: {rec.wall_s:.1f} s" + (f" ({rec.error})" if rec.error else ""))
+
+
+def _overhead(args, command: str) -> dict:
+    from benchmarks.problems import get_problem
+    from benchmarks.tune_mode import measure_overhead
+
+    t0 = time.perf_counter()
+    specs = runner.select_optimizers([args.optimizer], False)
+    data = runner.new_result_set(command, "Orchestration overhead", 1, {}, specs, [get_problem("branin")])
+    data["overhead"] = measure_overhead(args.trials, args.optimizer, repeats=args.repeats, num_cpus=args.cpus)
+    data["meta"]["wall_s"] = time.perf_counter() - t0
+    return data
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,589 @@
+"""Benchmark problems: a space template, a noise-free objective to MINIMISE, the known optimum.
+
+Every problem is a :class:`Problem`. The harness evaluates a config with
+:meth:`Problem.evaluate`, which returns ``(observed, true)``: ``observed`` is what the optimiser
+sees (the true value plus Gaussian noise of ``noise_std``, drawn from the caller's seeded
+generator), ``true`` is kept for the regret of noisy problems.
+
+Problems are built by name with :func:`get_problem` (cached); :func:`problem_names` lists them.
+Nothing here imports Ray or a peer; scikit-learn, torch and ``cocoex`` are imported only when a
+problem that needs them is evaluated.
+
+Glossary: ``config`` is the nested dict the trainable receives (``Space.to_config``); ``x`` a
+numeric vector; regret = value - optimum (>= 0 up to rounding of the published optimum).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import re
+import tempfile
+import threading
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from search_algs.space import Categorical, Float, Int, Space
+
+__all__ = [
+    "Problem",
+    "CurveProblem",
+    "PBTToy",
+    "get_problem",
+    "problem_names",
+    "problem_available",
+    "branin",
+    "hartmann6",
+]
+
+
+class Problem:
+    """One benchmark problem.
+
+    Args:
+        name: unique name (used on the command line and in the tables).
+        template: the search space as a template of our domains (``Space.of`` accepts it).
+        fn: noise-free objective ``fn(config) -> float`` to minimise.
+        optimum: the global minimum of ``fn``; ``None`` when unknown (the report then uses
+            the best TRUE value seen anywhere in the result set, marked "empirical"), or a
+            zero-argument callable computing it on first use.
+        noise_std: standard deviation of the additive Gaussian observation noise.
+        tol: regrets closer than this are a tie, and regrets are floored at it before they
+            are divided (normalised regret).
+        tags: free-form labels (``synthetic``, ``noisy``, ``mixed``, ``conditional``, ``ml``,
+            ``bbob``, ``curve``).
+        minimisers: known minimising configs (for tests).
+        description: one line for the report.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        template: Any,
+        fn: Callable[[Any], float],
+        optimum: float | Callable[[], float] | None,
+        noise_std: float = 0.0,
+        tol: float = 1e-6,
+        tags: Sequence[str] = (),
+        minimisers: Sequence[Any] = (),
+        description: str = "",
+    ):
+        if noise_std < 0 or not math.isfinite(noise_std):
+            raise ValueError(f"problem '{name}': noise_std must be finite and >= 0, got {noise_std!r}")
+        if not tol > 0:
+            raise ValueError(f"problem '{name}': tol must be > 0, got {tol!r}")
+        self.name = name
+        self.template = template
+        self.fn = fn
+        self._optimum = optimum
+        self.noise_std = float(noise_std)
+        self.tol = float(tol)
+        self.tags = tuple(tags)
+        self.minimisers = tuple(minimisers)
+        self.description = description
+
+    @functools.cached_property
+    def space(self) -> Space:
+        return Space.of(self.template)
+
+    @property
+    def optimum(self) -> float | None:
+        if callable(self._optimum):
+            self._optimum = float(self._optimum())
+        return self._optimum
+
+    @property
+    def noisy(self) -> bool:
+        return self.noise_std > 0
+
+    def value(self, config: Any) -> float:
+        """The TRUE (noise-free) objective at ``config``."""
+        return float(self.fn(config))
+
+    def evaluate(self, config: Any, rng: np.random.Generator) -> tuple[float, float]:
+        """``(observed, true)`` at ``config``; the noise comes from ``rng``."""
+        true = self.value(config)
+        if self.noise_std:
+            return true + self.noise_std * float(rng.standard_normal()), true
+        return true, true
+
+    def __repr__(self) -> str:
+        return f"Problem({self.name!r}, dim={self.space.dim}, optimum={self._optimum!r}, noise_std={self.noise_std})"
+
+
+class CurveProblem(Problem):
+    """A problem trained epoch by epoch (for ASHA/Hyperband): ``curve(config, seed)`` yields the
+    validation loss after each of ``max_epochs`` epochs; ``fn(config)`` is the final loss with
+    seed 0 (so the problem also runs in the plain harness, at full fidelity)."""
+
+    def __init__(self, *args, curve: Callable[[Any, int, int], Iterator[float]], max_epochs: int, **kwargs):
+        self._curve = curve
+        self.max_epochs = int(max_epochs)
+        super().__init__(*args, fn=self._final, **kwargs)
+
+    def curve(self, config: Any, seed: int = 0, epochs: int | None = None) -> Iterator[float]:
+        return self._curve(config, seed, self.max_epochs if epochs is None else int(epochs))
+
+    def _final(self, config: Any) -> float:
+        value = math.nan
+        for value in self.curve(config, 0):
+            pass
+        return value
+
+
+# ---- synthetic classics ----------------------------------------------------------------------
+
+BRANIN_OPTIMUM = 0.397887357729738  # 5 / (4 pi): the exact minimum (Dixon & Szegoe 1978)
+BRANIN_MINIMISERS = ((-math.pi, 12.275), (math.pi, 2.275), (3 * math.pi, 2.475))
+
+
+def branin(x1: float, x2: float) -> float:
+    """Branin-Hoo on ``x1 in [-5, 10], x2 in [0, 15]``:
+    ``(x2 - b x1^2 + c x1 - r)^2 + s (1 - t) cos(x1) + s`` with ``b = 5.1 / (4 pi^2)``,
+    ``c = 5 / pi``, ``r = 6``, ``s = 10``, ``t = 1 / (8 pi)``; minimum 0.397887 at three points."""
+    b, c, r, s, t = 5.1 / (4 * math.pi ** 2), 5 / math.pi, 6.0, 10.0, 1 / (8 * math.pi)
+    return (x2 - b * x1 ** 2 + c * x1 - r) ** 2 + s * (1 - t) * math.cos(x1) + s
+
+
+_H6_ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
+_H6_A = np.array([
+    [10, 3, 17, 3.5, 1.7, 8],
+    [0.05, 10, 17, 0.1, 8, 14],
+    [3, 3.5, 1.7, 10, 17, 8],
+    [17, 8, 0.05, 10, 0.1, 14],
+])
+_H6_P = 1e-4 * np.array([
+    [1312, 1696, 5569, 124, 8283, 5886],
+    [2329, 4135, 8307, 3736, 1004, 9991],
+    [2348, 1451, 3522, 2883, 3047, 6650],
+    [4047, 8828, 8732, 5743, 1091, 381],
+])
+HARTMANN6_OPTIMUM = -3.3223680114155147  # at the minimiser below (published: -3.32237)
+HARTMANN6_MINIMISER = (0.2016895091, 0.1500106935, 0.4768739729, 0.2753324275, 0.3116516172, 0.6573005346)
+
+
+def hartmann6(x: Sequence[float]) -> float:
+    """Hartmann 6-D on ``[0, 1]^6``: ``-sum_i alpha_i exp(-sum_j A_ij (x_j - P_ij)^2)``
+    (constants from Dixon & Szegoe 1978 as tabulated by Surjanovic & Bingham);
+    minimum -3.32237 at (0.20169, 0.150011, 0.476874, 0.275332, 0.311652, 0.6573)."""
+    x = np.asarray(x, dtype=float)  # (6,)
+    inner = np.sum(_H6_A * (x[None, :] - _H6_P) ** 2, axis=1)  # (4,)
+    return float(-np.sum(_H6_ALPHA * np.exp(-inner)))
+
+
+def _branin_problem() -> Problem:
+    return Problem(
+        "branin",
+        {"x1": Float(-5.0, 10.0), "x2": Float(0.0, 15.0)},
+        lambda c: branin(c["x1"], c["x2"]),
+        BRANIN_OPTIMUM,
+        tags=("synthetic",),
+        minimisers=tuple({"x1": a, "x2": b} for a, b in BRANIN_MINIMISERS),
+        description="Branin-Hoo, 2-D continuous",
+    )
+
+
+def _hartmann6_problem(noise_std: float = 0.0) -> Problem:
+    names = [f"x{j}" for j in range(6)]
+    suffix = "" if noise_std == 0 else f"_noise{noise_std:g}"
+    return Problem(
+        "hartmann6" + suffix,
+        {n: Float(0.0, 1.0) for n in names},
+        lambda c: hartmann6([c[n] for n in names]),
+        HARTMANN6_OPTIMUM,
+        noise_std=noise_std,
+        tags=("synthetic",) + (("noisy",) if noise_std else ()),
+        minimisers=({n: v for n, v in zip(names, HARTMANN6_MINIMISER)},),
+        description=f"Hartmann6, 6-D continuous" + (f", Gaussian noise std {noise_std:g}" if noise_std else ""),
+    )
+
+
+# ---- mixed and conditional spaces --------------------------------------------------------------
+
+_ACTIVATION_PENALTY = {"relu": 0.0, "tanh": 0.3, "sigmoid": 1.0}
+
+
+def _mixed(c: Any) -> float:
+    """A separable mixed-type bowl with an integer/categorical interaction; minimum 0 at
+    lr=0.01, units=32, depth=7, activation=relu, x=0, dropout=0.2."""
+    return (
+        (math.log10(c["lr"]) + 2.0) ** 2
+        + (math.log2(c["units"]) - 5.0) ** 2 / 4.0
+        + (c["depth"] - 7) ** 2 / 10.0
+        + _ACTIVATION_PENALTY[c["activation"]] * (1.0 + c["depth"] / 10.0)
+        + c["x"] ** 2
+        + 0.25 * ((c["dropout"] - 0.2) / 0.1) ** 2
+    )
+
+
+def _mixed_problem() -> Problem:
+    return Problem(
+        "mixed",
+        {
+            "lr": Float(1e-4, 1.0, log=True),
+            "units": Int(1, 256, log=True),
+            "depth": Int(1, 10),
+            "activation": Categorical(["relu", "tanh", "sigmoid"]),
+            "x": Float(-2.0, 2.0),
+            "dropout": Float(0.0, 0.5, step=0.05),
+        },
+        _mixed,
+        0.0,
+        tags=("mixed",),
+        minimisers=({"lr": 0.01, "units": 32, "depth": 7, "activation": "relu", "x": 0.0, "dropout": 0.2},),
+        description="6-D mixed: log float, log int, int, categorical, float, stepped float",
+    )
+
+
+def _conditional(c: Any) -> float:
+    """Three branches under one choice plus a shared float; minimum 0 in branch 'bowl' at
+    z=13, w=0.3 with s=0.7. Branch 'quad' bottoms out at 0.5, branch 'flat' is 0.8 everywhere."""
+    m = c["model"]
+    shared = (c["s"] - 0.7) ** 2
+    if m["kind"] == "quad":
+        return shared + 0.5 + 0.1 * ((m["x"] - 1.0) ** 2 + (m["y"] + 2.0) ** 2)
+    if m["kind"] == "bowl":
+        return shared + 0.05 * (m["z"] - 13) ** 2 + 4.0 * (m["w"] - 0.3) ** 2
+    return shared + 0.8
+
+
+def _conditional_problem() -> Problem:
+    return Problem(
+        "conditional",
+        {
+            "s": Float(0.0, 1.0),
+            "model": Categorical([
+                {"kind": "quad", "x": Float(-5.0, 5.0), "y": Float(-5.0, 5.0)},
+                {"kind": "bowl", "z": Int(0, 20), "w": Float(0.0, 1.0)},
+                {"kind": "flat", "u": Float(0.0, 1.0)},
+            ]),
+        },
+        _conditional,
+        0.0,
+        tags=("conditional",),
+        minimisers=({"s": 0.7, "model": {"kind": "bowl", "z": 13, "w": 0.3}},),
+        description="conditional: 3 branches (2-D float, int+float, 1-D irrelevant) + shared float",
+    )
+
+
+# ---- BBOB via cocoex ---------------------------------------------------------------------------
+
+_BBOB_RE = re.compile(r"^bbob_f(\d+)_d(\d+)(?:_i(\d+))?$")
+_COCO_LOCK = threading.Lock()
+
+
+class _CocoFunction:
+    """A BBOB function from ``cocoex`` (built on first call; the optimum is ``f(xopt)``)."""
+
+    def __init__(self, fid: int, dim: int, instance: int):
+        self.fid, self.dim, self.instance = fid, dim, instance
+        self._problem = None
+
+    def _get(self):
+        if self._problem is None:
+            import cocoex  # optional: coco-experiment
+
+            suite = cocoex.Suite(
+                "bbob", "", f"dimensions:{self.dim} function_indices:{self.fid} instance_indices:{self.instance}"
+            )
+            self._suite = suite  # the problem lives as long as its suite
+            self._problem = next(iter(suite))
+        return self._problem
+
+    def __call__(self, config: Any) -> float:
+        return float(self._get()(np.array([config[f"x{j}"] for j in range(self.dim)], dtype=float)))
+
+    def xopt(self) -> np.ndarray:
+        """The optimiser of the instance. cocoex 2.8 exposes it only by writing a file into the
+        working directory (``Problem._best_parameter('print')``), so do that in a private
+        temporary directory."""
+        problem = self._get()
+        with _COCO_LOCK, tempfile.TemporaryDirectory() as tmp:
+            cwd = os.getcwd()
+            os.chdir(tmp)
+            try:
+                problem._best_parameter("print")
+                files = os.listdir(tmp)
+                if len(files) != 1:
+                    raise RuntimeError(f"cocoex wrote {files!r} instead of one best-parameter file")
+                return np.atleast_1d(np.loadtxt(os.path.join(tmp, files[0])))
+            finally:
+                os.chdir(cwd)
+
+    def optimum(self) -> float:
+        return float(self._get()(self.xopt()))
+
+
+BBOB_NAMES = {
+    1: "sphere", 2: "ellipsoid", 3: "rastrigin", 4: "bueche-rastrigin", 5: "linear slope",
+    6: "attractive sector", 7: "step ellipsoid", 8: "rosenbrock", 9: "rosenbrock rotated",
+    10: "ellipsoid rotated", 11: "discus", 12: "bent cigar", 13: "sharp ridge", 14: "different powers",
+    15: "rastrigin rotated", 16: "weierstrass", 17: "schaffer f7", 18: "schaffer f7 ill-cond.",
+    19: "griewank-rosenbrock", 20: "schwefel", 21: "gallagher 101 peaks", 22: "gallagher 21 peaks",
+    23: "katsuura", 24: "lunacek bi-rastrigin",
+}
+
+
+def _bbob_problem(fid: int, dim: int, instance: int = 1) -> Problem:
+    if not 1 <= fid <= 24 or dim not in (2, 3, 5, 10, 20, 40) or instance < 1:
+        raise KeyError(
+            f"bbob_f{fid}_d{dim}_i{instance}: function must be 1-24, dimension one of 2,3,5,10,20,40 "
+            f"and instance >= 1"
+        )
+    f = _CocoFunction(fid, dim, instance)
+    name = f"bbob_f{fid}_d{dim}" + ("" if instance == 1 else f"_i{instance}")
+    return Problem(
+        name,
+        {f"x{j}": Float(-5.0, 5.0) for j in range(dim)},
+        f,
+        f.optimum,
+        tol=1e-8,  # COCO's final target precision
+        tags=("synthetic", "bbob"),
+        description=f"BBOB f{fid} ({BBOB_NAMES[fid]}), {dim}-D, instance {instance} (cocoex)",
+    )
+
+
+# ---- Bayesmark-style scikit-learn tasks ---------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def _dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn import datasets
+
+    loader = {"breast_cancer": datasets.load_breast_cancer, "wine": datasets.load_wine,
+              "digits": datasets.load_digits, "iris": datasets.load_iris}[name]
+    X, y = loader(return_X_y=True)
+    return X.astype(float), y
+
+
+def _cv_error(model_factory: Callable[[], Any], dataset: str, scale: bool) -> float:
+    """Mean 3-fold cross-validated classification error (folds: StratifiedKFold, no shuffle,
+    so the folds are fixed and the objective is deterministic)."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = _dataset(dataset)
+    model = make_pipeline(StandardScaler(), model_factory()) if scale else model_factory()
+    scores = cross_val_score(model, X, y, cv=StratifiedKFold(n_splits=3), n_jobs=1)
+    return float(1.0 - np.mean(scores))
+
+
+def _svm(c: Any) -> float:
+    from sklearn.svm import SVC
+
+    return _cv_error(lambda: SVC(C=c["C"], gamma=c["gamma"], tol=1e-3), "breast_cancer", scale=True)
+
+
+def _dtree(c: Any) -> float:
+    from sklearn.tree import DecisionTreeClassifier
+
+    return _cv_error(lambda: DecisionTreeClassifier(
+        max_depth=c["max_depth"], min_samples_split=c["min_samples_split"],
+        min_samples_leaf=c["min_samples_leaf"], max_features=c["max_features"],
+        criterion=c["criterion"], random_state=0,  # fixed: the objective is deterministic
+    ), "wine", scale=False)
+
+
+def _knn(c: Any) -> float:
+    from sklearn.neighbors import KNeighborsClassifier
+
+    return _cv_error(lambda: KNeighborsClassifier(
+        n_neighbors=c["n_neighbors"], weights=c["weights"], p=c["p"]), "digits", scale=True)
+
+
+def _ml_problems() -> dict[str, Callable[[], Problem]]:
+    # tol: half of one sample's share of the CV error (differences below it are rounding)
+    return {
+        "svm_breast_cancer": lambda: Problem(
+            "svm_breast_cancer",
+            {"C": Float(1e-2, 1e3, log=True), "gamma": Float(1e-5, 1.0, log=True)},
+            _svm, None, tol=0.5 / 569, tags=("ml",),
+            description="RBF SVM (standardised) on breast_cancer, 3-fold CV error",
+        ),
+        "dtree_wine": lambda: Problem(
+            "dtree_wine",
+            {
+                "max_depth": Int(1, 15),
+                "min_samples_split": Float(0.01, 0.99),
+                "min_samples_leaf": Float(0.01, 0.49),
+                "max_features": Float(0.01, 1.0),
+                "criterion": Categorical(["gini", "entropy"]),
+            },
+            _dtree, None, tol=0.5 / 178, tags=("ml", "mixed"),
+            description="decision tree on wine (Bayesmark space + criterion), 3-fold CV error",
+        ),
+        "knn_digits": lambda: Problem(
+            "knn_digits",
+            {"n_neighbors": Int(1, 30), "weights": Categorical(["uniform", "distance"]), "p": Int(1, 2)},
+            _knn, None, tol=0.5 / 1797, tags=("ml", "mixed"),
+            description="k-nearest neighbours (standardised) on digits, 3-fold CV error",
+        ),
+    }
+
+
+# ---- learning curve: a small torch MLP on digits, epoch by epoch -------------------------------
+
+@functools.lru_cache(maxsize=None)
+def _digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Fixed 70/30 split of digits (permutation from a seeded generator), scaled to [0, 1]."""
+    X, y = _dataset("digits")
+    order = np.random.default_rng(0).permutation(len(y))
+    X = X / 16.0
+    cut = int(0.7 * len(y))
+    return X[order[:cut]], y[order[:cut]], X[order[cut:]], y[order[cut:]]
+
+
+def mlp_digits_curve(config: Any, seed: int, epochs: int) -> Iterator[float]:
+    """Validation error of a 1-hidden-layer torch MLP on digits after each epoch (SGD with
+    momentum 0.9). The initial weights and the minibatch order come from ``seed``."""
+    import torch
+
+    Xtr, ytr, Xva, yva = _digits_split()
+    rng = np.random.default_rng([seed, 17])
+    gen = torch.Generator().manual_seed(int(rng.integers(2 ** 31 - 1)))
+    hidden = int(config["hidden"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        w1 = (torch.randn(64, hidden, generator=gen) / math.sqrt(64)).requires_grad_()
+        b1 = torch.zeros(hidden, requires_grad=True)
+        w2 = (torch.randn(hidden, 10, generator=gen) / math.sqrt(hidden)).requires_grad_()
+        b2 = torch.zeros(10, requires_grad=True)
+        params = [w1, b1, w2, b2]
+        opt = torch.optim.SGD(params, lr=config["lr"], momentum=0.9, weight_decay=config["weight_decay"])
+        xt, yt = torch.as_tensor(Xtr, dtype=torch.float32), torch.as_tensor(ytr)
+        xv, yv = torch.as_tensor(Xva, dtype=torch.float32), torch.as_tensor(yva)
+        bs = int(config["batch_size"])
+        for _ in range(epochs):
+            for idx in np.array_split(rng.permutation(len(yt)), max(1, len(yt) // bs)):
+                i = torch.as_tensor(idx)
+                logits = torch.relu(xt[i] @ w1 + b1) @ w2 + b2
+                loss = torch.nn.functional.cross_entropy(logits, yt[i])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            with torch.no_grad():
+                pred = (torch.relu(xv @ w1 + b1) @ w2 + b2).argmax(dim=1)
+                err = float((pred != yv).float().mean())
+            yield err if math.isfinite(err) else 1.0
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _mlp_problem() -> CurveProblem:
+    return CurveProblem(
+        "mlp_digits",
+        {
+            "lr": Float(1e-4, 1.0, log=True),
+            "hidden": Int(8, 128, log=True),
+            "batch_size": Categorical([16, 32, 64, 128]),
+            "weight_decay": Float(1e-6, 1e-1, log=True),
+        },
+        curve=mlp_digits_curve,
+        max_epochs=20,
+        optimum=None,
+        tol=0.5 / 540,
+        tags=("ml", "curve"),
+        description="torch MLP on digits, validation error after 20 epochs (learning curve per epoch)",
+    )
+
+
+# ---- the PBT paper's toy problem ---------------------------------------------------------------
+
+class PBTToy:
+    """Toy problem of Jaderberg et al., "Population Based Training of Neural Networks" (2017),
+    Sec. 4.1 / Fig. 2.
+
+    Maximise ``Q(theta) = 1.2 - (theta0^2 + theta1^2)`` while training only sees the surrogate
+    ``Q_hat(theta | h) = 1.2 - (h0 theta0^2 + h1 theta1^2)``: one training step is gradient
+    ascent on ``Q_hat``, ``theta <- theta + lr * grad Q_hat = theta - 2 lr h * theta``.
+    Hyperparameters ``h in [0, 1]^2``; weights start at ``theta = (0.9, 0.9)``; ``lr = 0.05``;
+    the paper's population of two starts at ``h = (1, 0)`` and ``h = (0, 1)`` and exploits /
+    explores every 4 steps. With a fixed ``h`` with both components > 0 training reaches the
+    optimum ``Q = 1.2``; with one component 0 it stalls at ``1.2 - 0.81 = 0.39``.
+    """
+
+    optimum = 1.2
+    theta0 = (0.9, 0.9)
+    lr = 0.05
+    paper_population = ({"h0": 1.0, "h1": 0.0}, {"h0": 0.0, "h1": 1.0})
+    ready_every = 4
+    template = {"h0": Float(0.0, 1.0), "h1": Float(0.0, 1.0)}
+
+    @staticmethod
+    def q(theta: Sequence[float]) -> float:
+        return 1.2 - (theta[0] ** 2 + theta[1] ** 2)
+
+    @staticmethod
+    def q_hat(theta: Sequence[float], h: Any) -> float:
+        return 1.2 - (h["h0"] * theta[0] ** 2 + h["h1"] * theta[1] ** 2)
+
+    @classmethod
+    def step(cls, theta: Sequence[float], h: Any) -> tuple[float, float]:
+        return (theta[0] - 2 * cls.lr * h["h0"] * theta[0], theta[1] - 2 * cls.lr * h["h1"] * theta[1])
+
+    @classmethod
+    def train(cls, h: Any, steps: int, theta: Sequence[float] | None = None) -> Iterator[tuple[tuple[float, float], float]]:
+        """Yield ``(theta, Q(theta))`` after each of ``steps`` training steps with fixed ``h``."""
+        theta = tuple(cls.theta0 if theta is None else theta)
+        for _ in range(steps):
+            theta = cls.step(theta, h)
+            yield theta, cls.q(theta)
+
+
+# ---- the catalogue -----------------------------------------------------------------------------
+
+_FACTORIES: dict[str, Callable[[], Problem]] = {
+    "branin": _branin_problem,
+    "hartmann6": _hartmann6_problem,
+    "hartmann6_noise0.1": lambda: _hartmann6_problem(0.1),
+    "hartmann6_noise0.5": lambda: _hartmann6_problem(0.5),
+    "mixed": _mixed_problem,
+    "conditional": _conditional_problem,
+    **_ml_problems(),
+    "mlp_digits": _mlp_problem,
+}
+
+DEFAULT_BBOB = tuple(f"bbob_f{f}_d5" for f in (1, 2, 8, 10, 15, 17, 20, 21))
+
+
+def problem_names(include_bbob: bool = True) -> list[str]:
+    """Every named problem (BBOB: the default selection; any ``bbob_f{1-24}_d{dim}[_i{k}]`` works)."""
+    return list(_FACTORIES) + (list(DEFAULT_BBOB) if include_bbob else [])
+
+
+@functools.lru_cache(maxsize=None)
+def get_problem(name: str) -> Problem:
+    """The problem called ``name`` (raises ``KeyError`` naming the known ones)."""
+    if name in _FACTORIES:
+        return _FACTORIES[name]()
+    m = _BBOB_RE.match(name)
+    if m:
+        return _bbob_problem(int(m.group(1)), int(m.group(2)), int(m.group(3) or 1))
+    raise KeyError(
+        f"unknown problem {name!r}; known problems are {problem_names()} "
+        f"(and any bbob_f<1-24>_d<2|3|5|10|20|40>[_i<instance>])"
+    )
+
+
+def problem_available(name: str) -> tuple[bool, str]:
+    """Whether ``name`` can run here, and why not (a missing optional package)."""
+    needs = []
+    if _BBOB_RE.match(name):
+        needs.append(("cocoex", "coco-experiment"))
+    elif name in ("svm_breast_cancer", "dtree_wine", "knn_digits", "mlp_digits"):
+        needs.append(("sklearn", "scikit-learn"))
+        if name == "mlp_digits":
+            needs.append(("torch", "torch"))
+    import importlib.util
+
+    for module, package in needs:
+        if importlib.util.find_spec(module) is None:
+            return False, f"needs the '{package}' package (pip install {package})"
+    try:
+        get_problem(name)
+    except KeyError as e:
+        return False, str(e)
+    return True, ""

@@ -1,0 +1,59 @@
+"""The two tiers. ``quick``: a CI smoke test of a few minutes on 2 cores (it must finish and
+produce its table; it is not a timed test). ``full``: everything, 10 seeds, hours; run on demand."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from benchmarks.problems import DEFAULT_BBOB
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    problems: tuple[str, ...]
+    optimizers: tuple[str, ...] | None  # None: every registry searcher + every peer
+    seeds: int
+    budget: int
+    budgets: dict[str, int] = field(default_factory=dict)  # per-problem overrides
+    cost_problem: str = "hartmann6"
+    cost_sizes: tuple[int, ...] = (10, 50, 200)
+    cost_reps: int = 3
+    tune_problems: tuple[str, ...] = ()
+    tune_concurrency: int = 4
+    tune_seeds: int = 0
+    tune_budget: int = 0
+    overhead_trials: int = 0
+    overhead_repeats: int = 0
+    cheap_only: bool = False  # ours + the cheap peers (random, hyperopt TPE, Optuna TPE)
+
+
+QUICK = Suite(
+    name="quick",
+    problems=("branin", "hartmann6", "hartmann6_noise0.5", "mixed", "conditional", "svm_breast_cancer",
+              "bbob_f21_d5"),
+    optimizers=None,
+    cheap_only=True,
+    seeds=3,
+    budget=40,
+)
+
+FULL = Suite(
+    name="full",
+    problems=("branin", "hartmann6", "hartmann6_noise0.1", "hartmann6_noise0.5", "mixed", "conditional",
+              "svm_breast_cancer", "dtree_wine", "knn_digits", "mlp_digits") + DEFAULT_BBOB,
+    optimizers=None,
+    seeds=10,
+    budget=100,
+    budgets={"knn_digits": 50, "mlp_digits": 50},
+    cost_sizes=(10, 50, 200, 1000),
+    cost_reps=5,
+    tune_problems=("branin", "hartmann6"),
+    tune_concurrency=4,
+    tune_seeds=5,
+    tune_budget=50,
+    overhead_trials=100,
+    overhead_repeats=3,
+)
+
+SUITES = {"quick": QUICK, "full": FULL}

@@ -1,0 +1,342 @@
+"""Fast correctness tests of the benchmark harness (``benchmarks/``).
+
+Peers and optional problems that are not installed are skipped with a message naming the
+package (the ``bench`` extra: optuna, botorch; BBOB needs ``coco-experiment``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+
+import numpy as np
+import pytest
+
+from benchmarks import harness, peers, report, runner
+from benchmarks.problems import (
+    BRANIN_MINIMISERS,
+    HARTMANN6_OPTIMUM,
+    PBTToy,
+    branin,
+    get_problem,
+    hartmann6,
+    problem_available,
+    problem_names,
+)
+from benchmarks.suites import Suite
+
+
+def _need(module: str, package: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"'{package}' is not installed (pip install '.[bench]')")
+
+
+# ---- problems ----------------------------------------------------------------------------------
+
+def test_branin_minimum_at_its_three_minimisers():
+    for x1, x2 in BRANIN_MINIMISERS:
+        assert branin(x1, x2) == pytest.approx(0.397887, abs=1e-6)
+    p = get_problem("branin")
+    assert p.optimum == pytest.approx(0.397887, abs=1e-6)
+    for m in p.minimisers:
+        assert p.value(m) == pytest.approx(p.optimum, abs=1e-12)
+    rng = np.random.default_rng(0)
+    assert min(p.value(p.space.sample(rng)) for _ in range(2000)) > p.optimum
+
+
+def test_hartmann6_minimum_at_the_published_point():
+    published = (0.20169, 0.150011, 0.476874, 0.275332, 0.311652, 0.6573)
+    assert hartmann6(published) == pytest.approx(-3.32237, abs=1e-5)
+    assert HARTMANN6_OPTIMUM == pytest.approx(-3.32237, abs=1e-5)
+    p = get_problem("hartmann6")
+    assert p.value(p.minimisers[0]) == pytest.approx(p.optimum, abs=1e-9)
+    from scipy.optimize import minimize
+
+    res = minimize(hartmann6, published, method="L-BFGS-B", bounds=[(0, 1)] * 6)
+    assert res.fun >= p.optimum - 1e-9  # no lower point next to it
+    rng = np.random.default_rng(1)
+    assert min(p.value(p.space.sample(rng)) for _ in range(2000)) > p.optimum
+
+
+@pytest.mark.parametrize("name", ["mixed", "conditional"])
+def test_mixed_and_conditional_minimisers(name):
+    p = get_problem(name)
+    for m in p.minimisers:
+        config = p.space.to_config(p.space.to_flat(m))  # the minimiser lies in the space
+        assert p.value(config) == pytest.approx(p.optimum, abs=1e-12)
+    rng = np.random.default_rng(2)
+    assert min(p.value(p.space.sample(rng)) for _ in range(500)) >= p.optimum
+
+
+def test_noise_is_seeded_and_true_value_kept():
+    p = get_problem("hartmann6_noise0.5")
+    config = p.minimisers[0]
+    obs = [p.evaluate(config, np.random.default_rng([7, i])) for i in range(400)]
+    assert all(t == pytest.approx(p.optimum) for _, t in obs)
+    noise = np.array([o - t for o, t in obs])
+    assert 0.4 < noise.std() < 0.6
+    assert p.evaluate(config, np.random.default_rng(3)) == p.evaluate(config, np.random.default_rng(3))
+    assert get_problem("hartmann6").evaluate(config, np.random.default_rng(3))[0] == pytest.approx(p.optimum)
+
+
+def test_every_named_problem_builds_and_evaluates():
+    rng = np.random.default_rng(4)
+    for name in problem_names():
+        ok, why = problem_available(name)
+        if not ok or name in ("knn_digits", "mlp_digits"):  # the slowest two are tested below / in full
+            continue
+        p = get_problem(name)
+        value = p.value(p.space.sample(rng))
+        assert math.isfinite(value), name
+        if p.optimum is not None:
+            assert value >= p.optimum - 1e-9, name
+
+
+def test_unknown_problem_names_the_known_ones():
+    with pytest.raises(KeyError, match="branin"):
+        get_problem("nope")
+    ok, why = problem_available("nope")
+    assert not ok and "unknown problem" in why
+
+
+def test_bbob_optimum_is_the_value_at_xopt():
+    _need("cocoex", "coco-experiment")
+    p = get_problem("bbob_f1_d2")
+    xopt = p.fn.xopt()
+    assert p.value({"x0": xopt[0], "x1": xopt[1]}) == pytest.approx(p.optimum, abs=1e-12)
+    rng = np.random.default_rng(5)
+    assert min(p.value(p.space.sample(rng)) for _ in range(200)) > p.optimum
+
+
+def test_ml_task_is_a_deterministic_cv_error():
+    _need("sklearn", "scikit-learn")
+    p = get_problem("svm_breast_cancer")
+    c = {"C": 10.0, "gamma": 0.01}
+    e = p.value(c)
+    assert 0.0 <= e < 0.1 and p.value(c) == e
+
+
+def test_learning_curve_is_per_epoch_and_seeded():
+    _need("torch", "torch")
+    p = get_problem("mlp_digits")
+    c = {"lr": 0.05, "hidden": 32, "batch_size": 64, "weight_decay": 1e-4}
+    a = list(p.curve(c, seed=1, epochs=2))
+    assert len(a) == 2 and all(0.0 <= v <= 1.0 for v in a)
+    assert a == list(p.curve(c, seed=1, epochs=2))
+
+
+def test_pbt_toy_problem():
+    full = [q for _, q in PBTToy.train({"h0": 1.0, "h1": 1.0}, 200)]
+    assert full[-1] == pytest.approx(PBTToy.optimum, abs=1e-6)
+    assert all(b >= a for a, b in zip(full, full[1:]))  # gradient ascent on the true objective
+    stalled = [q for _, q in PBTToy.train({"h0": 1.0, "h1": 0.0}, 200)]
+    assert stalled[-1] == pytest.approx(1.2 - 0.81, abs=1e-6)
+    assert PBTToy.q_hat((0.5, 0.5), {"h0": 1.0, "h1": 1.0}) == pytest.approx(PBTToy.q((0.5, 0.5)))
+
+
+# ---- statistics on hand-made data --------------------------------------------------------------
+
+def test_regret_quantiles_and_normalisation():
+    assert report.regret(1.5, 0.5) == 1.0
+    assert report.regret(0.4999999, 0.5) == 0.0  # rounding of a published optimum
+    assert report.quantiles([1, 2, 3, 4]) == (2.5, 1.75, 3.25)
+    assert report.normalised_ratio([0.5, 1.0, 2.0], [1.0, 2.0, 4.0], tol=1e-6) == pytest.approx(0.5)
+    assert report.normalised_ratio([0.0, 0.0], [1e-3, 1e-3], tol=1e-6) == pytest.approx(1e-3)  # floored
+    assert report.geometric_mean([0.5, 2.0]) == pytest.approx(1.0)
+    assert report.geometric_mean([0.1, 0.1, 0.1]) == pytest.approx(0.1)
+    with pytest.raises(ValueError):
+        report.geometric_mean([0.0, 1.0])
+
+
+def test_wins_ties_losses_arithmetic():
+    ours = {0: 1.0, 1: 2.0, 2: 3.0, 3: 5.0}
+    peer = {0: 1.05, 1: 3.0, 2: 2.0, 4: 9.0}  # seed 3 / 4 unpaired
+    assert report.paired_outcomes(ours, peer, tol=0.1) == (1, 1, 1)
+    better = {s: 1.0 for s in range(8)}
+    worse = {s: 2.0 + s for s in range(8)}
+    v, p = report.verdict(better, worse, tol=1e-6)
+    assert v == "win" and p == pytest.approx(2 / 2 ** 8)  # exact two-sided signed-rank p
+    assert report.verdict(worse, better, tol=1e-6)[0] == "loss"
+    v, p = report.verdict({0: 1, 1: 1, 2: 1}, {0: 2, 1: 2, 2: 2}, tol=1e-6)
+    assert v == "tie" and math.isnan(p)  # 3 seeds can never reach p < 0.05
+    assert report.verdict(better, {s: 1.0 for s in range(8)}, tol=1e-6)[0] == "tie"
+
+
+def _hand_made() -> dict:
+    def run(problem, opt, seed, values):
+        return {"problem": problem, "optimizer": opt, "seed": seed, "budget": 4, "observed": values,
+                "true": values, "ask_cpu": [0.001] * 4, "tell_cpu": [0.0] * 4,
+                "incumbent": {"1": values[0], "2": min(values[:2]), "4": min(values)},
+                "incumbent_source": {}, "wall_s": 0.0, "cpu_s": 0.0, "error": None, "mode": "sequential"}
+
+    runs = []
+    for seed in range(2):
+        runs.append(run("a", "random", seed, [4.0, 4.0, 3.0, 2.0]))  # regret 4, 4, 2
+        runs.append(run("a", "ours", seed, [4.0, 2.0, 1.0, 1.0]))     # regret 4, 2, 1
+        runs.append(run("b", "random", seed, [9.0, 9.0, 9.0, 9.0]))
+        runs.append(run("b", "ours", seed, [9.0, 9.0, 9.0, 4.0 + seed]))
+    return {
+        "meta": {"optimizers": ["random", "ours"], "kinds": {"random": "ours", "ours": "ours"}},
+        "problems": {"a": {"optimum": 0.0, "tol": 1e-6}, "b": {"optimum": None, "tol": 1e-6}},
+        "runs": runs,
+    }
+
+
+def test_summary_on_hand_made_results():
+    s = report.summary(_hand_made())
+    assert s["optima"]["b"] == (4.0, False)  # unknown optimum: best TRUE value in the set
+    assert s["table"][("a", "ours")]["100%"] == {0: 1.0, 1: 1.0}
+    assert s["table"][("b", "ours")]["100%"] == {0: 0.0, 1: 1.0}
+    # a: ours 1 vs random 2 -> 0.5; b: median(0, 1) = 0.5 vs 5 -> 0.1; geometric mean sqrt(0.05)
+    assert s["norm"]["ours"]["100%"] == pytest.approx(math.sqrt(0.5 * 0.1))
+    assert s["norm"]["ours"]["25%"] == pytest.approx(1.0)
+    assert s["norm"]["random"]["100%"] == pytest.approx(1.0)
+    (pw, pt, pl), (sw, st, sl) = s["wtl"][("ours", "random")]
+    assert (pw, pt, pl) == (0, 2, 0) and (sw, st, sl) == (4, 0, 0)
+    md = report.render({**_hand_made(), "meta": {**_hand_made()["meta"], "title": "t"}})
+    assert "| a | ours | 4 [4, 4] | 2 [2, 2] | 1 [1, 1] | 0.5 |" in md
+    assert "| b* | ours |" in md
+
+
+def test_checkpoints_and_incumbent():
+    assert harness.checkpoints(40) == [10, 20, 40]
+    assert harness.checkpoints(8) == [2, 4, 8]
+    assert harness.checkpoints(1) == [1, 1, 1]
+    noisy = get_problem("hartmann6_noise0.1")
+    flats = [{"x0": 0.5}] * 3
+    # best observed is index 1, its TRUE value is returned
+    assert harness.incumbent_true(noisy, [1.0, -5.0, 0.0], [0.1, 0.2, 0.3], flats, 3, None) == (0.2, "best-observed")
+    value, source = harness.incumbent_true(noisy, [1.0, -5.0, 0.0], [0.1, 0.2, 0.3], flats, 3,
+                                           noisy.space.to_flat(noisy.minimisers[0]))
+    assert source == "optimizer" and value == pytest.approx(noisy.optimum)
+    clean = get_problem("hartmann6")
+    assert harness.incumbent_true(clean, [3.0, 1.0, 2.0], [3.0, 1.0, 2.0], flats, 2, None) == (1.0, "best-observed")
+
+
+# ---- the harness -------------------------------------------------------------------------------
+
+def test_tiny_harness_run_produces_a_table(tmp_path):
+    suite = Suite(name="tiny", problems=("branin", "mixed"), optimizers=("random",), seeds=2, budget=8,
+                  cost_sizes=(5,), cost_reps=2)
+    data = runner.run_suite(suite, command="test", log=lambda m: None)
+    assert len(data["runs"]) == 4 and not any(r["error"] for r in data["runs"])
+    assert all(len(r["observed"]) == 8 and set(r["incumbent"]) == {"2", "4", "8"} for r in data["runs"])
+    js, md = runner.write_results(data, str(tmp_path / "out"))
+    text = open(md).read()
+    assert "| branin | random |" in text and "| mixed | random |" in text
+    assert "Suggestion cost on hartmann6" in text
+    again = json.load(open(js))
+    assert report.render(again).strip() == text.strip()
+    # same seed, same sequence
+    rerun = runner.run_suite(suite, command="test", cost=False, log=lambda m: None)
+    assert [r["observed"] for r in rerun["runs"]] == [r["observed"] for r in data["runs"]]
+
+
+def test_cli_run_writes_json_and_markdown(tmp_path, capsys):
+    from benchmarks.__main__ import main
+
+    out = tmp_path / "cli"
+    rc = main(["run", "--suite", "quick", "--optimizers", "random", "--problems", "branin",
+               "--seeds", "2", "--budget", "4", "--no-cost", "--out", str(out)])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "versions:" in printed and "command: python -m benchmarks run" in printed and "date:" in printed
+    assert (out / "results.json").exists() and (out / "results.md").exists()
+    assert main(["run", "--optimizers", "nope", "--out", str(out)]) == 2
+
+
+def test_missing_peer_is_skipped_with_a_message(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "optuna" else real(name, *a))
+    messages = []
+    chosen = runner.select_optimizers(["random", "optuna-tpe", "optuna-gp"], False, messages.append)
+    assert [s.name for s in chosen] == ["random"]
+    assert any("optuna-tpe" in m and "'optuna' is not installed" in m for m in messages)
+    records, skips = harness.run_grid([get_problem("branin")], [peers.PEERS["optuna-tpe"]], [0], {"branin": 3},
+                                      log=messages.append)
+    assert records == [] and skips[0].reason.startswith("'optuna' is not installed")
+
+
+def test_a_failing_optimizer_is_recorded_not_hidden():
+    class Broken(peers.Optimizer):
+        def ask(self):
+            raise RuntimeError("boom")
+
+    spec = peers.OptimizerSpec("broken", "peer", lambda s, seed: Broken(), (), (), True, "")
+    rec = harness.run_one(get_problem("branin"), spec, 0, 4, log=lambda m: None)
+    assert rec.error == "RuntimeError: boom" and rec.incumbent == {}
+
+
+CHEAP_PEERS = [("hyperopt-tpe", "hyperopt"), ("optuna-tpe", "optuna")]
+
+
+@pytest.mark.parametrize("name,module", CHEAP_PEERS + [("random", "ray")])
+@pytest.mark.parametrize("problem", ["mixed", "conditional", "dtree_wine"])
+def test_peer_translation_stays_in_the_space_and_reaches_its_edges(name, module, problem):
+    _need(module, module)
+    p = get_problem(problem)
+    spec = peers.optimizer_specs()[name]
+    rec = harness.run_one(p, spec, 0, 30, log=print)  # run_one checks every suggestion against the space
+    assert rec.error is None and len(rec.true) == 30
+    # the start-up phase is random: over 60 draws every categorical choice shows up
+    opt = spec.build(p.space, 1)
+    seen = {q.name: set() for q in p.space.params if q.is_categorical}
+    for _ in range(60):
+        token, flat = opt.ask()
+        opt.tell(token, 1.0)  # flat objective: TPE stays close to its prior
+        for k in seen:
+            if k in flat:
+                seen[k].add(flat[k])
+    for k, values in seen.items():
+        assert values == set(range(p.space.params[p.space.index(k)].n_choices)), (name, k, values)
+
+
+@pytest.mark.parametrize("name,module", CHEAP_PEERS + [("random", "ray")])
+def test_warm_start_for_the_cost_measurement(name, module):
+    _need(module, module)
+    spec = peers.optimizer_specs()[name]
+    for problem in ("hartmann6", "conditional"):
+        [rec] = harness.measure_cost(get_problem(problem), spec, [25], reps=2, log=print)
+        assert rec.error is None and len(rec.ask_cpu) == 2
+
+
+def test_optuna_gp_runs_past_its_startup():
+    _need("optuna", "optuna")
+    _need("torch", "torch")
+    rec = harness.run_one(get_problem("branin"), peers.PEERS["optuna-gp"], 0, 12, log=print)
+    assert rec.error is None and len(rec.true) == 12
+
+
+def test_botorch_runs_and_refuses_categoricals():
+    _need("botorch", "botorch")
+    spec = peers.PEERS["botorch-qlognei"]
+    assert spec.refuses(get_problem("mixed").space) and spec.refuses(get_problem("conditional").space)
+    assert spec.refuses(get_problem("branin").space) is None
+    p = get_problem("hartmann6_noise0.1")
+    opt = spec.build(p.space, 0)
+    noise = np.random.default_rng(0)
+    for _ in range(opt.n_init + 1):  # the Sobol design, then one GP suggestion
+        token, flat = opt.ask()
+        opt.tell(token, p.evaluate(p.space.to_config(flat), noise)[0])
+    assert set(opt.recommend()) == set(p.space.names)
+
+
+def test_registry_searchers_are_benchmarked_under_their_names():
+    from orchestrator.registry import SEARCHERS
+
+    specs = peers.optimizer_specs()
+    assert set(SEARCHERS) <= set(specs)
+    assert all(specs[n].kind == "ours" for n in SEARCHERS)
+
+
+# ---- through real Tune (slow: starts Ray) --------------------------------------------------------
+
+@pytest.mark.slow
+def test_tune_mode_and_overhead(ray_local):
+    from benchmarks.tune_mode import measure_overhead, run_tune
+
+    rec = run_tune("branin", "random", seed=0, budget=4, concurrency=2)
+    assert rec.error is None and len(rec.true) == 4 and set(rec.incumbent) == {"1", "2", "4"}
+    ov = measure_overhead(3, "random", repeats=1)
+    assert ov["ratio"] > 0 and len(ov["wall_s"]["ours"]) == 1
