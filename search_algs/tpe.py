@@ -14,7 +14,6 @@ import numpy as np
 
 from search_algs.base import SpaceSearcher
 from search_algs.core.tpe import TPE, TPEOptions
-from search_algs.space import Space
 
 
 class TPESearch(SpaceSearcher):
@@ -107,19 +106,4 @@ class TPESearch(SpaceSearcher):
             self.options = TPEOptions(**extra["options"])
             self.n_startup = int(extra["n_startup"])
         self._core = None
-        self.space = _rebuilt(self.space)
 
-    def __setstate__(self, state: dict) -> None:  # unpickled from tuner.pkl
-        self.__dict__.update(state)
-        self._core = None
-        self.space = _rebuilt(self.space)
-
-
-def _rebuilt(space: Space | None) -> Space | None:
-    """The space rebuilt from its template after unpickling.
-
-    ``Space`` maps template nodes to parameters by ``id()``, which does not survive pickling
-    (``to_config`` then raises ``KeyError``); rebuilding recomputes the map. Harmless once
-    ``Space`` pickles itself correctly.
-    """
-    return None if space is None else Space(space.template)
