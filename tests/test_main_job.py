@@ -1,0 +1,53 @@
+"""The README's main job, end to end: the CLI tunes the torch example and MLflow lists the records."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def tuneorch(*args: str, cwd: pathlib.Path, timeout: int = 400) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "orchestrator.cli", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+@pytest.mark.slow
+def test_the_main_job_runs_and_its_records_are_listed_by_mlflow(tmp_path):
+    storage = tmp_path / "runs"
+    done = tuneorch("run", str(ROOT / "examples" / "digits_mlp.yaml"), "--quiet",
+                    "--set", "num_samples=3", "--set", "max_concurrent=2",
+                    "--set", "space.epochs=3", "--set", f"storage_path={storage}", cwd=ROOT)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = done.stdout
+    for line in ("best metric", "val_loss =", "mlflow records", "open the UI", "resume with"):
+        assert line in summary, summary
+    database = storage / "mlflow.db"
+    assert database.exists()
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{database}"}
+    experiment = subprocess.run(["mlflow", "experiments", "get", "--experiment-name", "digits-mlp"],
+                                capture_output=True, text=True, env=env, timeout=120)
+    assert experiment.returncode == 0, experiment.stderr
+    experiment_id = next(line.split(":", 1)[1].strip() for line in experiment.stdout.splitlines()
+                         if line.lower().startswith("experiment id") or line.lower().startswith("experiment_id"))
+    runs = subprocess.run(["mlflow", "runs", "list", "--experiment-id", experiment_id],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert runs.returncode == 0, runs.stderr
+    listed = [line for line in runs.stdout.splitlines()[2:] if line.strip()]
+    assert len(listed) == 1 + 3, runs.stdout  # the parent run and one child run per trial
+
+
+def test_validate_reports_bad_specs_without_a_traceback(tmp_path):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text((ROOT / "examples" / "digits_mlp.yaml").read_text().replace("mode: min", "mode: lowest"))
+    done = tuneorch("validate", str(spec), cwd=ROOT, timeout=120)
+    assert done.returncode == 2
+    assert "mode: must be 'min' or 'max', got 'lowest'" in done.stderr
+    assert "Traceback" not in done.stderr
