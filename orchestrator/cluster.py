@@ -1,7 +1,14 @@
-"""Where trials run: connecting to Ray, and checking resource requests against the cluster."""
+"""Where trials run: connecting to Ray, and checking resource requests against the cluster.
+
+A request is checked against the alive nodes and, on an autoscaling cluster, against the node
+types the autoscaler may still add (:func:`node_types`): a GPU trial is accepted on a cluster
+whose GPU workers are scaled to zero, and the default concurrency counts the cluster at its
+largest, so the pending trials are what makes the autoscaler add nodes.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -10,6 +17,14 @@ from typing import Any
 from orchestrator.spec import SpecError
 
 logger = logging.getLogger(__name__)
+
+#: JSON ``{"type": {"resources": {"CPU": 8, "GPU": 1}, "max_workers": 4}, ...}`` or the path of a
+#: cluster-launcher YAML: the worker node types an autoscaler can add (KubeRay manifests set it).
+NODE_TYPES_ENV = "TUNEORCH_NODE_TYPES"
+#: Where the cluster launcher leaves the autoscaling config on its head node.
+BOOTSTRAP_CONFIG = "~/ray_bootstrap_config.yaml"
+
+_joined_address: str | None = None  # the address connect() joined ("local": a private Ray)
 
 
 def connect(address: str | None) -> None:
@@ -22,10 +37,13 @@ def connect(address: str | None) -> None:
     """
     import ray
 
+    global _joined_address
+
     if ray.is_initialized():
         return
     if address is None:
         address = os.environ.get("RAY_ADDRESS") or "local"
+    _joined_address = address
     if address == "local":
         # Local workers inherit the driver's environment: let them import trainables from the
         # working directory the way the driver does (``tuneorch run`` from a project folder).
@@ -53,16 +71,118 @@ def _demand(resources: dict) -> dict:
     return {k: v for k, v in demand.items() if v}
 
 
+def node_types() -> list[dict]:
+    """Worker node types an autoscaler may add: ``[{"name", "resources", "max_workers"}]``.
+
+    From, in order: ``$TUNEORCH_NODE_TYPES`` (JSON, or the path of a cluster YAML); the cluster
+    config an autoscaler reported to Ray's GCS; ``~/ray_bootstrap_config.yaml`` when this
+    process joined an existing cluster (the cluster launcher's head, where ``ray submit``
+    runs the driver). ``[]`` when none is known: only the alive nodes count.
+    """
+    raw = os.environ.get(NODE_TYPES_ENV, "").strip()
+    if raw:
+        return _node_types_from_env(raw)
+    types = _node_types_from_gcs()
+    if types:
+        return types
+    path = os.path.expanduser(BOOTSTRAP_CONFIG)
+    if _joined_address not in (None, "local") and os.path.isfile(path):
+        try:
+            return node_types_from_cluster_config(_load_yaml(path))
+        except Exception as exc:  # noqa: BLE001 - an unreadable file only costs the forecast
+            logger.warning("ignoring %s: %s", path, exc)
+    return []
+
+
+def node_types_from_cluster_config(config: dict) -> list[dict]:
+    """The worker node types of a cluster-launcher config (the head's own type left out)."""
+    head = config.get("head_node_type")
+    cap = config.get("max_workers")
+    out = []
+    for name, node_type in (config.get("available_node_types") or {}).items():
+        if name == head:
+            continue
+        max_workers = int(node_type.get("max_workers", cap if cap is not None else 0))
+        entry = {"name": name, "resources": dict(node_type.get("resources") or {}),
+                 "max_workers": max_workers if cap is None else min(max_workers, int(cap))}
+        if cap is not None:
+            entry["cluster_max_workers"] = int(cap)  # all worker types together
+        out.append(entry)
+    return out
+
+
+def _node_types_from_env(raw: str) -> list[dict]:
+    if not raw.lstrip().startswith("{"):
+        return node_types_from_cluster_config(_load_yaml(os.path.expanduser(raw)))
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise SpecError(f"${NODE_TYPES_ENV}: not valid JSON ({exc}); expected "
+                        f'{{"gpu-workers": {{"resources": {{"CPU": 8, "GPU": 1}}, "max_workers": 4}}}}') from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise SpecError(f"${NODE_TYPES_ENV}: expected a mapping of node type -> {{resources, max_workers}}, got {raw!r}")
+    return [{"name": name, "resources": dict(v.get("resources") or {}), "max_workers": int(v.get("max_workers", 0))}
+            for name, v in data.items()]
+
+
+def _node_types_from_gcs() -> list[dict]:
+    try:
+        import ray
+
+        if not ray.is_initialized():
+            return []
+        config = ray._private.state.state.get_cluster_config()
+    except Exception:  # noqa: BLE001 - private API: absent or changed means "unknown"
+        return []
+    if config is None:
+        return []
+    out = []
+    for group in config.node_group_configs:
+        if group.max_count == 0:
+            continue
+        out.append({"name": group.name or "?", "resources": {k: float(v) for k, v in group.resources.items()},
+                    "max_workers": 10**6 if group.max_count < 0 else int(group.max_count)})
+    return out
+
+
+def _load_yaml(path: str) -> dict:
+    import yaml
+
+    with open(path) as f:
+        return yaml.safe_load(f) or {}
+
+
+def _fits(node: dict, demand: dict) -> bool:
+    return all(node.get(k, 0) >= v for k, v in demand.items())
+
+
+def _per_node(node: dict, demand: dict) -> int:
+    return min(int(math.floor(node.get(k, 0) / v + 1e-9)) for k, v in demand.items())
+
+
 def check_resources(resources: dict) -> None:
-    """Refuse a per-trial request that no alive node can ever hold, naming what there is."""
+    """Refuse a per-trial request that no alive node, nor any node type an autoscaler can add,
+    can ever hold, naming what there is."""
     demand = _demand(resources)
     available = nodes()
-    if any(all(node.get(k, 0) >= v for k, v in demand.items()) for node in available):
+    if any(_fits(node, demand) for node in available):
         return
+    types = [t for t in node_types() if t["max_workers"] > 0]
+    fitting = [t["name"] for t in types if _fits(t["resources"], demand)]
+    if fitting:
+        logger.info("no alive node holds a trial asking for %s yet; the autoscaler can add %s",
+                    demand, ", ".join(fitting))
+        return
+    keys = sorted(set(demand) | {"CPU", "GPU"})
     shown = "; ".join(
-        f"node {n['node_id']}: " + ", ".join(f"{k}={_fmt(n.get(k, 0), k)}" for k in sorted(set(demand) | {"CPU", "GPU"}))
+        f"node {n['node_id']}: " + ", ".join(f"{k}={_fmt(n.get(k, 0), k)}" for k in keys)
         for n in available
     )
+    if types:
+        shown += "; and node types the autoscaler can add: " + "; ".join(
+            f"{t['name']} (up to {t['max_workers']}): " + ", ".join(f"{k}={_fmt(t['resources'].get(k, 0), k)}" for k in keys)
+            for t in types
+        )
     raise SpecError(
         f"resources: no node can hold one trial asking for "
         f"{', '.join(f'{k}={_fmt(v, k)}' for k, v in demand.items())}; the cluster has {shown}; "
@@ -71,11 +191,26 @@ def check_resources(resources: dict) -> None:
 
 
 def trials_that_fit(resources: dict) -> int:
-    """How many trials of this size the alive nodes hold at once (at least 1)."""
+    """How many trials of this size the cluster holds at once (at least 1).
+
+    The alive nodes; on an autoscaling cluster whose node types are known, the head plus every
+    worker type at its ``max_workers`` (largest holders first, within the cluster-wide cap),
+    if that is more.
+    """
     demand = _demand(resources)
-    total = 0
-    for node in nodes():
-        total += min(int(math.floor(node.get(k, 0) / v + 1e-9)) for k, v in demand.items())
+    alive = nodes()
+    total = sum(_per_node(node, demand) for node in alive)
+    types = node_types()
+    if types:
+        head = [n for n in alive if n.get("node:__internal_head__")]
+        forecast = sum(_per_node(n, demand) for n in head)
+        budget = next((t["cluster_max_workers"] for t in types if "cluster_max_workers" in t), None)
+        for t in sorted(types, key=lambda t: -_per_node(t["resources"], demand)):
+            count = t["max_workers"] if budget is None else min(t["max_workers"], budget)
+            forecast += count * _per_node(t["resources"], demand)
+            if budget is not None:
+                budget -= count
+        total = max(total, forecast)
     return max(total, 1)
 
 

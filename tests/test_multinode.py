@@ -208,3 +208,74 @@ def test_request_no_node_holds_fails_naming_every_node(multinode):
     for node in multinode["nodes"]:
         assert f"node {node['node_id']}: CPU=2, GPU=2" in message, message
     assert len(multinode["nodes"]) == 2
+
+
+# ----- autoscaling clusters: node types the autoscaler can still add (no Ray needed) ---------
+
+from orchestrator import cluster as orch_cluster  # noqa: E402
+from orchestrator.spec import SpecError, normalise_resources  # noqa: E402
+
+HEAD_ONLY = [{"node_id": "head00000000", "CPU": 0.0, "memory": 8 * 2**30, "node:__internal_head__": 1.0}]
+
+
+@pytest.fixture
+def head_only(monkeypatch):
+    """An autoscaling cluster scaled to zero: only a head without CPUs for trials is alive."""
+    monkeypatch.setattr(orch_cluster, "nodes", lambda: [dict(n) for n in HEAD_ONLY])
+    monkeypatch.setattr(orch_cluster, "_node_types_from_gcs", lambda: [])
+    monkeypatch.delenv(orch_cluster.NODE_TYPES_ENV, raising=False)
+    monkeypatch.setattr(orch_cluster, "_joined_address", None)
+
+
+def _res(**kw):
+    return normalise_resources(kw)
+
+
+def test_gpu_trials_accepted_on_a_cluster_scaled_to_zero(head_only, monkeypatch):
+    monkeypatch.setenv(orch_cluster.NODE_TYPES_ENV, str(ROOT / "deploy" / "cluster" / "aws-gpu.yaml"))
+    orch_cluster.check_resources(_res(cpu=1, gpu=1))  # no GPU node alive, but one can be added
+    # at its largest: 2 x g5.12xlarge (4 GPUs) + 4 x g5.2xlarge (1 GPU) = 12 one-GPU trials
+    assert orch_cluster.trials_that_fit(_res(cpu=1, gpu=1)) == 12
+    assert orch_cluster.trials_that_fit(_res(cpu=4, gpu=0)) == 2 * 12 + 4 * 2 + 4 * 2
+    with pytest.raises(SpecError) as info:
+        orch_cluster.check_resources(_res(cpu=1, gpu=8))
+    message = str(info.value)
+    assert "node head00000000: CPU=0, GPU=0" in message
+    assert "gpu-4x-a10g (up to 2): CPU=48, GPU=4" in message and "cpu-worker (up to 4)" in message
+
+
+def test_cluster_wide_max_workers_caps_the_forecast(head_only, monkeypatch, tmp_path):
+    config = {"max_workers": 3, "head_node_type": "head", "available_node_types": {
+        "head": {"resources": {"CPU": 0}, "node_config": {}, "max_workers": 0},
+        "small": {"resources": {"CPU": 4, "GPU": 1}, "node_config": {}, "max_workers": 10},
+        "big": {"resources": {"CPU": 16, "GPU": 4}, "node_config": {}, "max_workers": 2}}}
+    path = tmp_path / "ray_bootstrap_config.yaml"
+    path.write_text(json.dumps(config))
+    monkeypatch.setattr(orch_cluster, "BOOTSTRAP_CONFIG", str(path))
+    # the bootstrap file counts only for a driver that joined a cluster, not a private local Ray
+    monkeypatch.setattr(orch_cluster, "_joined_address", "local")
+    assert orch_cluster.node_types() == []
+    assert orch_cluster.trials_that_fit(_res(cpu=1, gpu=1)) == 1
+    monkeypatch.setattr(orch_cluster, "_joined_address", "auto")
+    assert {t["name"] for t in orch_cluster.node_types()} == {"small", "big"}
+    assert orch_cluster.trials_that_fit(_res(cpu=1, gpu=1)) == 2 * 4 + 1 * 1  # 3 nodes: 2 big, 1 small
+
+
+def test_node_types_as_json(head_only, monkeypatch):
+    monkeypatch.setenv(orch_cluster.NODE_TYPES_ENV, json.dumps(
+        {"gpu-workers": {"resources": {"CPU": 4, "GPU": 1, "memory": 16 * 2**30}, "max_workers": 3}}))
+    orch_cluster.check_resources(_res(cpu=2, gpu=0.5))
+    assert orch_cluster.trials_that_fit(_res(cpu=2, gpu=0.5)) == 3 * 2
+    monkeypatch.setenv(orch_cluster.NODE_TYPES_ENV, "{not json")
+    with pytest.raises(SpecError, match="TUNEORCH_NODE_TYPES"):
+        orch_cluster.node_types()
+
+
+def test_without_node_types_only_alive_nodes_count(monkeypatch):
+    alive = [{"node_id": "a", "CPU": 2.0, "GPU": 2.0}, {"node_id": "b", "CPU": 2.0, "GPU": 2.0}]
+    monkeypatch.setattr(orch_cluster, "nodes", lambda: alive)
+    monkeypatch.setattr(orch_cluster, "node_types", lambda: [])
+    assert orch_cluster.trials_that_fit(_res(cpu=1, gpu=0.5)) == 4
+    assert orch_cluster.trials_that_fit(_res(cpu=0.5, gpu=0.5)) == 8
+    with pytest.raises(SpecError, match=r"node a: CPU=2, GPU=2; node b: CPU=2, GPU=2;"):
+        orch_cluster.check_resources(_res(cpu=1, gpu=3))
