@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,11 +52,13 @@ class TuningResult:
     mlflow_experiment_id: str | None
     errors: dict = field(default_factory=dict)
     result_grid: Any = None
+    note: str | None = None
 
     def summary(self) -> str:
         """A human-readable table of the outcome."""
         rows = [
-            ("best metric", f"{self.metric} = {self.best_metric:.6g}" if self.best_metric is not None else "none"),
+            ("best metric", f"{self.metric} = {self.best_metric:.6g}" if self.best_metric is not None
+             else f"none: {self.note or 'no trial reported it'}"),
             ("best trial", self.best_trial_id or "none"),
         ]
         for key, value in sorted(_flatten(self.best_config or {}).items()):
@@ -268,12 +271,41 @@ def _replace_callbacks(tuner: Any, callbacks: list) -> None:
     run_config.callbacks = callbacks
 
 
+class TrialReportError(RuntimeError):
+    """A trainable reported results the experiment cannot use (e.g. without the metric)."""
+
+
+# Keys Tune adds to every result: not the user's to choose as a metric.
+_AUTO_RESULT_KEYS = {
+    "timestamp", "checkpoint_dir_name", "done", "training_iteration", "trial_id", "date",
+    "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip", "time_since_restore",
+    "iterations_since_restore", "experiment_tag", "should_checkpoint",
+}
+
+
+def _explain_tune_error(exc: BaseException, spec: ExperimentSpec) -> BaseException | None:
+    """Our own clear error for a Tune failure whose cause is the user's reporting."""
+    text = str(exc)
+    if "did not include the specified metric" not in text:
+        return None
+    reported = text.split("Result:", 1)[1] if "Result:" in text else ""
+    keys = [k for k in dict.fromkeys(re.findall(r"'([^']+)':", reported))
+            if k not in _AUTO_RESULT_KEYS and not k.startswith("config/")]
+    return TrialReportError(
+        f"metric: the trainable reported {keys} but not {spec.metric!r}; report it "
+        f"(tune.report({{{spec.metric!r}: value}})) or set metric to one of the reported keys"
+    )
+
+
 def _fit(tuner: Any, spec: ExperimentSpec, experiment_path: str, tracker: Any) -> TuningResult:
     try:
         grid = tuner.fit()
-    except BaseException:
+    except BaseException as exc:
         if tracker is not None:
             tracker.finish(None, None, spec.metric, status="FAILED")
+        clearer = _explain_tune_error(exc, spec)
+        if clearer is not None:
+            raise clearer from None
         raise
     result = _collect(grid, spec, experiment_path, tracker)
     if tracker is not None:
@@ -378,15 +410,20 @@ def _collect(grid: Any, spec: ExperimentSpec, experiment_path: str, tracker: Any
         if value is not None and math.isfinite(float(value)):
             best_config, best_metric = best.config, float(value)
             best_trial = (best.metrics or {}).get("trial_id")
-    except RuntimeError:
-        pass  # no trial reported the metric: the summary says so
+    except (RuntimeError, TypeError, ValueError):
+        pass  # no trial reported a usable value of the metric: the note says why
+    note = None
+    if best_config is None and len(frame):
+        seen = frame[spec.metric].dropna().tolist()[:3] if spec.metric in frame else []
+        note = (f"no trial reported a finite number for {spec.metric!r} (values seen: {seen!r}); "
+                f"report a float" if seen else f"no trial reported {spec.metric!r}")
     return TuningResult(
         best_config=best_config, best_metric=best_metric, best_trial_id=best_trial,
         metric=spec.metric, mode=spec.mode, trials=frame, experiment_path=experiment_path,
         tracking_uri=spec.tracking_uri or None,
         mlflow_run_id=getattr(tracker, "parent_run_id", None),
         mlflow_experiment_id=getattr(tracker, "experiment_id", None),
-        errors=errors, result_grid=grid,
+        errors=errors, result_grid=grid, note=note,
     )
 
 

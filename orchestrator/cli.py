@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 
+from orchestrator.api import TrialReportError
 from orchestrator.spec import ExperimentSpec, SpecError
 from search_algs.errors import SpaceError
 
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                        "--host", args.host, "--port", str(args.port)]
             print(" ".join(command), flush=True)
             os.execvp(command[0], command)
-    except (SpecError, SpaceError) as exc:
+    except (SpecError, SpaceError, TrialReportError) as exc:
         print(f"tuneorch: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -113,3 +113,34 @@ def test_a_request_no_node_can_hold_fails_before_any_trial(ray_local, tmp_path):
     message = str(info.value)
     assert "GPU=1" in message and "GPU=0" in message and "lower the per-trial request" in message
     assert not (tmp_path / "tune").exists()
+
+
+def reports_the_wrong_key(config):
+    from ray import tune as ray_tune
+
+    ray_tune.report({"accuracy": config["x"], "epoch_loss": 1.0})
+
+
+def reports_a_string(config):
+    from ray import tune as ray_tune
+
+    ray_tune.report({"loss": "low"})
+
+
+def test_a_missing_metric_names_the_keys_the_trainable_did_report(ray_local, tmp_path):
+    from orchestrator import TrialReportError
+
+    with pytest.raises(TrialReportError) as info:
+        tune(reports_the_wrong_key, {"x": Float(0.0, 1.0)}, metric="loss", mode="min", num_samples=2,
+             storage_path=str(tmp_path), tracking_uri="", verbose=0)
+    message = str(info.value)
+    assert "['accuracy', 'epoch_loss']" in message and "not 'loss'" in message
+    assert "training_iteration" not in message
+
+
+def test_a_metric_reported_as_a_string_is_explained(ray_local, tmp_path):
+    result = tune(reports_a_string, {"x": Float(0.0, 1.0)}, metric="loss", mode="min", num_samples=2,
+                  storage_path=str(tmp_path), tracking_uri="", verbose=0)
+    assert result.best_config is None
+    assert "no trial reported a finite number for 'loss'" in result.summary()
+    assert "'low'" in result.summary()
