@@ -15,7 +15,8 @@ How outcomes are recorded (the contract cores can rely on):
   trial (error, missing/NaN/inf/non-numeric metric). Failed trials are never good results.
 * ``Observation.budget``: the ``training_iteration`` of the last result. A trial stopped by
   a scheduler arrives like a finished one (Tune gives no flag); it is *censored* when its
-  budget is below the largest budget any completed trial reached.
+  budget is below the largest budget any completed trial reached. A trial removed while
+  paused (``result=None``) after reporting is recorded censored at its last result.
 * ``Observation.curve``: ``{training_iteration: loss}`` of every intermediate result, for
   ranking trials at a common milestone.
 """
@@ -149,7 +150,10 @@ class SpaceSearcher(Searcher):
         if flat is None:
             return
         if result is None and not error:
-            return  # removed before it ran: nothing was learned
+            if curve:  # stopped while paused (ASHA promotion): censored at its last result
+                last = max(curve)
+                self._record(flat, curve[last], last, curve, censored=True)
+            return  # otherwise removed before it ran: nothing was learned
         value = None if error else metric_value(result, self._metric)
         if value is None and not error:
             logger.warning(
