@@ -8,6 +8,7 @@ returns a :class:`TuningResult`.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import os
@@ -175,9 +176,11 @@ def build_scheduler(spec: ExperimentSpec, experiment_path: str) -> Any:
         if cls is None:
             return FIFOScheduler()
         options = dict(spec.scheduler_options)
-        if getattr(cls, "accepts_state_path", False):
+        accepted = inspect.signature(cls).parameters
+        if "state_path" in accepted and "://" not in experiment_path:
+            # Tune never saves scheduler state: ours persist it here, beside the experiment.
             options.setdefault("state_path", os.path.join(experiment_path, f"{scheduler}-state.json"))
-        if getattr(cls, "accepts_seed", False):
+        if "seed" in accepted:
             options.setdefault("seed", spec.seed)
         try:
             return cls(**options)
