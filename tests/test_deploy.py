@@ -142,3 +142,362 @@ def test_submit_driver_runs_alone_from_the_home_directory(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "valid" in done.stdout and "--set address=auto" in done.stdout
+
+
+# ----- KubeRay manifests (deploy/kuberay) -------------------------------------------------------
+#
+# RayJob/RayCluster are validated against the CRD schemas of KubeRay v1.7.0, read from
+# ../shared/kuberay-crds (or $KUBERAY_CRDS_DIR), the way the API server would: OpenAPI v3
+# turned into JSON Schema with unknown fields rejected, then the checks of the operator's
+# validation.go that the CRD does not hold.
+
+import functools  # noqa: E402
+import json  # noqa: E402
+import re  # noqa: E402
+
+KUBERAY = DEPLOY / "kuberay"
+KUBERAY_MANIFESTS = sorted(p for p in KUBERAY.rglob("*.yaml") if p.name not in ("kustomization.yaml", "experiment.yaml"))
+KUSTOMIZATIONS = sorted(KUBERAY.rglob("kustomization.yaml"))
+OVERLAYS = ["rayjob", "raycluster"]
+
+
+def _crd_dir() -> pathlib.Path:
+    candidates = [os.environ.get("KUBERAY_CRDS_DIR"), str(ROOT.parent / "shared" / "kuberay-crds")]
+    for candidate in filter(None, candidates):
+        if (pathlib.Path(candidate) / "ray.io_rayjobs.yaml").is_file():
+            return pathlib.Path(candidate)
+    pytest.skip(f"KubeRay CRDs not found (looked in {[c for c in candidates if c]}); "
+                f"set KUBERAY_CRDS_DIR to the folder holding ray.io_rayjobs.yaml")
+
+
+def _docs(path: pathlib.Path) -> list[dict]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+
+
+def _kind(kind: str) -> list[tuple[pathlib.Path, dict]]:
+    return [(p, d) for p in KUBERAY_MANIFESTS for d in _docs(p) if d.get("kind") == kind]
+
+
+def openapi_to_jsonschema(node):
+    """A CRD's structural OpenAPI v3 schema as strict JSON Schema (what the API server enforces)."""
+    if isinstance(node, list):
+        return [openapi_to_jsonschema(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {}
+    for key, value in node.items():
+        if key in ("properties", "patternProperties"):
+            out[key] = {name: openapi_to_jsonschema(sub) for name, sub in value.items()}
+        elif key in ("items", "additionalProperties", "not", "allOf", "anyOf", "oneOf"):
+            out[key] = openapi_to_jsonschema(value)
+        elif key.startswith("x-kubernetes-") or key in ("nullable", "format", "default", "description"):
+            continue
+        else:
+            out[key] = value
+    if node.get("x-kubernetes-int-or-string") and "anyOf" not in out:
+        out.pop("type", None)
+        out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+    if node.get("nullable") and "type" in out:
+        out["type"] = [out["type"], "null"] if isinstance(out["type"], str) else [*out["type"], "null"]
+    if "properties" in out and "additionalProperties" not in out and not node.get("x-kubernetes-preserve-unknown-fields"):
+        out["additionalProperties"] = False
+    if "required" in out:  # a field with a default is filled in, not missing
+        props = node.get("properties", {})
+        out["required"] = [r for r in out["required"] if "default" not in props.get(r, {})]
+    if node.get("x-kubernetes-list-type") == "set":
+        out["uniqueItems"] = True
+    return out
+
+
+def _walk(instance, schema, path="$"):
+    """(instance, schema, path) for every node of the instance the schema describes."""
+    yield instance, schema, path
+    if isinstance(instance, dict):
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for key, value in instance.items():
+            sub = props.get(key, extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                yield from _walk(value, sub, f"{path}.{key}")
+    elif isinstance(instance, list) and isinstance(schema.get("items"), dict):
+        for i, value in enumerate(instance):
+            yield from _walk(value, schema["items"], f"{path}[{i}]")
+
+
+def _prune_nulls(instance, schema):
+    """The API server drops null values of fields that are not nullable."""
+    if isinstance(instance, dict):
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties") if isinstance(schema.get("additionalProperties"), dict) else {}
+        return {k: _prune_nulls(v, props.get(k, extra)) for k, v in instance.items()
+                if v is not None or props.get(k, extra).get("nullable")}
+    if isinstance(instance, list):
+        return [_prune_nulls(v, schema.get("items", {})) for v in instance]
+    return instance
+
+
+@functools.lru_cache(maxsize=None)
+def _crd(crd_file: str) -> dict:
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the CRDs are large: the C loader is ~10x faster
+    return yaml.load((_crd_dir() / crd_file).read_text(), Loader=loader)
+
+
+def crd_errors(manifest: dict, crd_file: str) -> list[str]:
+    """Every way ``manifest`` breaks the CRD of ``crd_file`` and the operator's own checks."""
+    import jsonschema
+
+    crd = _crd(crd_file)
+    assert crd["spec"]["names"]["kind"] == manifest["kind"]
+    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
+    openapi = version["schema"]["openAPIV3Schema"]
+    manifest = _prune_nulls(manifest, openapi)
+    errors = [f"{'.'.join(map(str, e.absolute_path)) or '$'}: {e.message}"
+              for e in jsonschema.Draft7Validator(openapi_to_jsonschema(openapi)).iter_errors(manifest)]
+    if manifest.get("apiVersion") != f"{crd['spec']['group']}/v1":
+        errors.append(f"apiVersion: {manifest.get('apiVersion')!r}, expected {crd['spec']['group']}/v1")
+    for node, schema, path in _walk(manifest, openapi):
+        if schema.get("x-kubernetes-list-type") == "map" and isinstance(node, list):
+            keys = schema.get("x-kubernetes-list-map-keys", [])
+            item_props = schema.get("items", {}).get("properties", {})
+            seen = [tuple(item.get(k, item_props.get(k, {}).get("default")) for k in keys) for item in node]
+            if len(seen) != len(set(seen)):
+                errors.append(f"{path}: duplicate list-map keys {keys}: {seen}")
+        for rule in schema.get("x-kubernetes-validations", []):
+            if "oldSelf" not in rule["rule"]:  # rules on oldSelf apply to updates only
+                errors.append(f"{path}: CEL rule {rule['rule']!r} applies and is not evaluated here")
+    errors += operator_errors(manifest)
+    return errors
+
+
+_DNS1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+
+
+def operator_errors(manifest: dict) -> list[str]:
+    """The checks of KubeRay's validation.go that its CRDs do not hold."""
+    errors = []
+    kind, name, spec = manifest["kind"], manifest["metadata"].get("name", ""), manifest.get("spec", {})
+    limit = {"RayCluster": 53, "RayJob": 47, "RayService": 47}[kind]
+    if not _DNS1035.fullmatch(name) or len(name) > limit:
+        errors.append(f"metadata.name {name!r}: must be a DNS-1035 label of at most {limit} characters")
+    if kind == "RayJob":
+        if spec.get("ttlSecondsAfterFinished", 0) > 0 and not spec.get("shutdownAfterJobFinishes"):
+            errors.append("ttlSecondsAfterFinished > 0 needs shutdownAfterJobFinishes: true")
+        if spec.get("submissionMode", "K8sJobMode") not in ("K8sJobMode", "HTTPMode", "InteractiveMode", "SidecarMode"):
+            errors.append(f"submissionMode {spec['submissionMode']!r} is not a known mode")
+        if ("rayClusterSpec" in spec) == bool(spec.get("clusterSelector")):
+            errors.append("exactly one of rayClusterSpec and clusterSelector must be set")
+        if "runtimeEnvYAML" in spec:
+            try:
+                yaml.safe_load(spec["runtimeEnvYAML"])
+            except yaml.YAMLError as exc:
+                errors.append(f"runtimeEnvYAML does not parse: {exc}")
+        cluster = spec.get("rayClusterSpec", {})
+    else:
+        cluster = spec
+    groups = cluster.get("workerGroupSpecs", [])
+    names = [g.get("groupName") for g in groups]
+    if len(names) != len(set(names)):
+        errors.append(f"groupName values must be unique, got {names}")
+    for group in groups:
+        low, high = group.get("minReplicas", 0), group.get("maxReplicas", 2**31 - 1)
+        if low > high:
+            errors.append(f"group {group.get('groupName')}: minReplicas {low} > maxReplicas {high}")
+        if "replicas" in group and not low <= group["replicas"] <= high:
+            errors.append(f"group {group.get('groupName')}: replicas outside [minReplicas, maxReplicas]")
+    for params in [cluster.get("headGroupSpec", {}).get("rayStartParams", {})] + [g.get("rayStartParams", {}) for g in groups]:
+        errors += [f"rayStartParams.{k}: {v!r} is not a string" for k, v in params.items() if not isinstance(v, str)]
+    return errors
+
+
+def _ray_clusters() -> list[tuple[str, dict, dict]]:
+    """(label, manifest, its Ray cluster spec) of every RayJob and RayCluster under deploy/kuberay."""
+    out = [(f"{p.parent.name}/{d['metadata']['name']}", d, d["spec"]["rayClusterSpec"]) for p, d in _kind("RayJob")]
+    out += [(f"{p.parent.name}/{d['metadata']['name']}", d, d["spec"]) for p, d in _kind("RayCluster")]
+    return out
+
+
+def _containers(cluster: dict):
+    yield "head", cluster["headGroupSpec"]["template"]["spec"]["containers"]
+    for group in cluster.get("workerGroupSpecs", []):
+        yield group["groupName"], group["template"]["spec"]["containers"]
+
+
+def _quantity(value) -> float:
+    text = str(value)
+    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+
+
+def test_every_kuberay_manifest_parses_and_names_itself():
+    assert KUBERAY_MANIFESTS
+    for path in KUBERAY_MANIFESTS:
+        docs = _docs(path)
+        assert docs, path
+        for doc in docs:
+            assert doc.get("apiVersion") and doc.get("kind") and doc.get("metadata", {}).get("name"), path
+    assert {k for _, d in [(p, d) for p in KUBERAY_MANIFESTS for d in _docs(p)] for k in [d["kind"]]} >= {
+        "RayJob", "RayCluster", "Deployment", "Service", "PersistentVolumeClaim", "Namespace"}
+
+
+@pytest.mark.parametrize("kind,crd_file", [("RayJob", "ray.io_rayjobs.yaml"), ("RayCluster", "ray.io_rayclusters.yaml")])
+def test_ray_manifests_validate_against_the_kuberay_crd(kind, crd_file):
+    found = _kind(kind)
+    assert found, f"no {kind} under deploy/kuberay"
+    for path, manifest in found:
+        assert crd_errors(manifest, crd_file) == [], path
+
+
+def test_crd_validation_is_not_vacuous():
+    (_, job), = _kind("RayJob")
+    broken = copy.deepcopy(job)
+    group = broken["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
+    group["maxReplica"] = group.pop("maxReplicas")  # typo: unknown field, and a required one missing
+    broken["spec"]["rayClusterSpec"]["headGroupSpec"]["rayStartParams"]["num-gpus"] = 0  # not a string
+    broken["spec"]["shutdownAfterJobFinishes"] = False
+    broken["spec"]["rayClusterSpec"]["workerGroupSpecs"].append(copy.deepcopy(group))
+    container = broken["spec"]["rayClusterSpec"]["workerGroupSpecs"][1]["template"]["spec"]["containers"][0]
+    container["resource"] = container.pop("resources")  # deep inside the pod template
+    head = broken["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    head["resources"]["limits"]["cpu"] = "2 cores"  # not a Kubernetes quantity
+    errors = "\n".join(crd_errors(broken, "ray.io_rayjobs.yaml"))
+    assert "'maxReplica' was unexpected" in errors and "'resource' was unexpected" in errors
+    assert "'2 cores' does not match" in errors
+    assert "num-gpus" in errors
+    assert "needs shutdownAfterJobFinishes" in errors and "groupName values must be unique" in errors
+
+
+@pytest.mark.parametrize("label", [c[0] for c in _ray_clusters()])
+def test_ray_cluster_shape(label):
+    import ray
+
+    _, manifest, cluster = next(c for c in _ray_clusters() if c[0] == label)
+    version = ray.__version__
+    assert cluster["rayVersion"] == version
+    # head: the driver only, no GPU
+    head = cluster["headGroupSpec"]
+    assert head["rayStartParams"].get("num-gpus") == "0"
+    assert all("nvidia.com/gpu" not in c.get("resources", {}).get("limits", {}) for c in head["template"]["spec"]["containers"])
+    # autoscaling from zero, CPU and GPU groups
+    assert cluster["enableInTreeAutoscaling"] is True
+    groups = {g["groupName"]: g for g in cluster["workerGroupSpecs"]}
+    gpu_groups = [g for g in groups.values()
+                  if any("nvidia.com/gpu" in c.get("resources", {}).get("limits", {}) for c in g["template"]["spec"]["containers"])]
+    assert gpu_groups and len(gpu_groups) < len(groups), "want a GPU group and a CPU-only group"
+    for group in gpu_groups:
+        for c in group["template"]["spec"]["containers"]:
+            limits, requests = c["resources"]["limits"], c["resources"].get("requests", {})
+            assert int(limits["nvidia.com/gpu"]) >= 1
+            assert requests.get("nvidia.com/gpu", limits["nvidia.com/gpu"]) == limits["nvidia.com/gpu"]
+    for group in groups.values():
+        assert group["minReplicas"] == 0 < group["maxReplicas"]
+    # every Ray container runs the tuneorch image built on this Ray version
+    for _, containers in _containers(cluster):
+        for c in containers:
+            assert re.fullmatch(rf"tuneorch:[\w.]+-ray{re.escape(version)}-py311-gpu", c["image"]), c["image"]
+    # tuneorch's view of what the autoscaler can add is the worker groups themselves
+    env = {e["name"]: e.get("value") for e in head["template"]["spec"]["containers"][0].get("env", [])}
+    declared = json.loads(env["TUNEORCH_NODE_TYPES"])
+    actual = {}
+    for name, group in groups.items():
+        limits = group["template"]["spec"]["containers"][0]["resources"]["limits"]
+        resources = {"CPU": _quantity(limits["cpu"])}
+        if "nvidia.com/gpu" in limits:
+            resources["GPU"] = float(limits["nvidia.com/gpu"])
+        actual[name] = {"resources": resources, "max_workers": group["maxReplicas"]}
+    assert declared == actual
+
+
+def test_rayjob_runs_the_configmap_spec_and_cleans_up():
+    (_, job), = _kind("RayJob")
+    spec = job["spec"]
+    assert spec["shutdownAfterJobFinishes"] is True and spec["ttlSecondsAfterFinished"] > 0
+    assert spec["rayClusterSpec"]["authOptions"]["mode"] == "token"
+    head = spec["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
+    mount = next(m for m in head["containers"][0]["volumeMounts"] if m["name"] == "experiment")
+    volume = next(v for v in head["volumes"] if v["name"] == "experiment")
+    base = yaml.safe_load((KUBERAY / "base" / "kustomization.yaml").read_text())
+    generator = next(g for g in base["configMapGenerator"] if g["name"] == volume["configMap"]["name"])
+    assert base["generatorOptions"]["disableNameSuffixHash"] is True  # referenced from a custom resource
+    (spec_file,) = generator["files"]
+    assert spec["entrypoint"].startswith(f"tuneorch run {mount['mountPath']}/{spec_file}")
+
+
+def test_the_configmap_spec_is_valid_and_uses_shared_storage_and_the_mlflow_service():
+    from orchestrator.spec import ExperimentSpec
+
+    spec = ExperimentSpec.from_yaml(str(KUBERAY / "base" / "experiment.yaml"))
+    assert spec.storage_path.startswith("s3://")
+    assert spec.resources["gpu"] > 0 and spec.address is None
+    (_, service), = _kind("Service")
+    port = service["spec"]["ports"][0]["port"]
+    assert spec.tracking_uri == f"http://{service['metadata']['name']}:{port}"
+
+
+def test_mlflow_server_manifests():
+    (_, deployment), = _kind("Deployment")
+    (_, service), = _kind("Service")
+    (_, pvc), = _kind("PersistentVolumeClaim")
+    pod = deployment["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    args = dict(a.removeprefix("--").split("=", 1) if "=" in a else (a.removeprefix("--"), True) for a in container["args"])
+    assert container["command"] == ["mlflow", "server"]
+    assert service["metadata"]["name"] in args["allowed-hosts"].split(",")
+    assert args["serve-artifacts"] is True and args["artifacts-destination"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["spec"]["volumes"] if "persistentVolumeClaim" in v}
+    assert claims == {"data": pvc["metadata"]["name"]}
+    assert args["backend-store-uri"].startswith(f"sqlite:///{mounts['data']}/")
+    assert args["artifacts-destination"].startswith(mounts["data"])
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "Recreate"
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    assert service["spec"]["ports"][0]["targetPort"] in {p["name"] for p in container["ports"]}
+    assert {e["name"]: e["value"] for e in container["env"]}["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+
+
+def test_dockerfile_builds_on_this_ray_version_and_runs_as_non_root():
+    import ray
+
+    lines = [line.strip() for line in (KUBERAY / "Dockerfile").read_text().splitlines()]
+    args = dict(line.split(None, 1)[1].split("=", 1) for line in lines if line.startswith("ARG ") and "=" in line)
+    froms = [line.split(None, 1)[1] for line in lines if line.startswith("FROM ")]
+    assert len(froms) == 1
+    base = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], froms[0])
+    assert base == f"rayproject/ray:{ray.__version__}-py311-gpu"
+    users = [line.split(None, 1)[1] for line in lines if line.startswith("USER ")]
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    text = "\n".join(lines)
+    assert "pip install --no-cache-dir ." in text
+    for package in ("orchestrator", "search_algs", "schedulers", "examples"):
+        assert f"COPY --chown=1000:100 {package} ./{package}" in text
+    assert f"ray.__version__ == '{ray.__version__}'" in text
+
+
+@pytest.mark.parametrize("path", KUSTOMIZATIONS, ids=lambda p: str(p.parent.relative_to(KUBERAY)))
+def test_kustomizations_name_files_that_exist(path):
+    import ray
+
+    config = yaml.safe_load(path.read_text())
+    assert config["kind"] == "Kustomization"
+    for entry in config.get("resources", []):
+        assert (path.parent / entry).exists(), entry
+    for generator in config.get("configMapGenerator", []):
+        for entry in generator.get("files", []):
+            assert (path.parent / entry.split("=")[-1]).is_file(), entry
+    for image in config.get("images", []):
+        assert f"ray{ray.__version__}" in image["newTag"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_kustomize_builds(overlay):
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl (with its built-in kustomize) is not installed; the file checks above still ran")
+    done = subprocess.run([kubectl, "kustomize", str(KUBERAY / overlay)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    docs = [d for d in yaml.safe_load_all(done.stdout) if d]
+    kinds = sorted(d["kind"] for d in docs)
+    ray_kind = {"rayjob": "RayJob", "raycluster": "RayCluster"}[overlay]
+    assert kinds == sorted(["ConfigMap", "Deployment", "Namespace", "PersistentVolumeClaim", "Service", ray_kind])
+    for doc in docs:
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"]["namespace"] == "tuneorch", doc["kind"]
