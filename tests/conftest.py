@@ -65,7 +65,12 @@ class MlflowServerProcess:
         self.proc: subprocess.Popen | None = None
         self.log_path = os.path.join(workdir, "server.log")
 
-    def start(self, timeout_s: float = 90.0) -> str:
+    def start(self, timeout_s: float = 120.0) -> str:
+        self.spawn()
+        return self.wait_healthy(timeout_s)
+
+    def spawn(self) -> None:
+        """Start the process without waiting (a fresh sqlite store takes ~5-20 s to migrate)."""
         os.makedirs(os.path.join(self.workdir, "artifacts"), exist_ok=True)
         env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
         cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1",
@@ -75,6 +80,9 @@ class MlflowServerProcess:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                          start_new_session=True, cwd=self.workdir)
+
+    def wait_healthy(self, timeout_s: float = 120.0) -> str:
+        """Poll ``/health``; returns the URI, or stops the server and raises with its log tail."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -123,9 +131,16 @@ class MlflowServerProcess:
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
-    """URI of a real MLflow server (sqlite store, local artifacts) shared by the session."""
+def mlflow_server_process(tmp_path_factory):
+    """The server process, spawned but maybe not healthy yet. Request it before slow fixtures
+    (e.g. ``ray_local``) to let the server boot meanwhile; use ``mlflow_server`` for the URI."""
     server = MlflowServerProcess(str(tmp_path_factory.mktemp("mlflow_server")))
-    server.start()
-    yield server.uri
+    server.spawn()
+    yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(mlflow_server_process):
+    """URI of a real MLflow server (sqlite store, local artifacts) shared by the session."""
+    return mlflow_server_process.wait_healthy()
