@@ -55,6 +55,12 @@ class TuningResult:
     result_grid: Any = None
     note: str | None = None
 
+    def export_parquet(self, out: str | None = None) -> dict[str, str]:
+        """Write trials/metrics/param_history Parquet tables (see :mod:`orchestrator.export`)."""
+        from orchestrator.export import export_parquet
+
+        return export_parquet(self.experiment_path, out)
+
     def summary(self) -> str:
         """A human-readable table of the outcome."""
         rows = [
@@ -234,6 +240,7 @@ def run(spec: ExperimentSpec, verbose: int = 1) -> TuningResult:
             name=run_name, storage_path=storage_path, stop=spec.stop,
             callbacks=[tracker] if tracker is not None else [],
             failure_config=ray_tune.FailureConfig(max_failures=spec.max_failures),
+            checkpoint_config=ray_tune.CheckpointConfig(num_to_keep=spec.keep_checkpoints),
             verbose=verbose,
         ),
     )

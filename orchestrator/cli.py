@@ -2,6 +2,7 @@
 
     tuneorch run examples/digits_mlp.yaml --set num_samples=4 --set search=tpe
     tuneorch resume runs/digits-mlp-20261127-130000
+    tuneorch export runs/digits-mlp-20261127-130000 --out results/
     tuneorch validate examples/digits_mlp.yaml
     tuneorch ui --tracking-uri sqlite:///runs/mlflow.db
 """
@@ -30,6 +31,10 @@ def _parser() -> argparse.ArgumentParser:
     resume = sub.add_parser("resume", help="continue an experiment whose driver stopped")
     resume.add_argument("experiment", help="the experiment directory 'tuneorch run' printed")
     resume.add_argument("--quiet", action="store_true")
+
+    export = sub.add_parser("export", help="write an experiment's results as Parquet tables")
+    export.add_argument("experiment", help="the experiment directory 'tuneorch run' printed")
+    export.add_argument("--out", default=None, help="folder or URI (default: <experiment>/parquet)")
 
     validate = sub.add_parser("validate", help="check a spec without starting Ray")
     validate.add_argument("spec")
@@ -63,6 +68,12 @@ def main(argv: list[str] | None = None) -> int:
             result = resume(args.experiment, verbose=0 if args.quiet else 1)
             print(result.summary())
             return 0 if result.best_config is not None else 1
+        if args.command == "export":
+            from orchestrator.export import export_parquet
+
+            for name, path in export_parquet(args.experiment, args.out).items():
+                print(f"{name}: {path}")
+            return 0
         if args.command == "ui":
             command = ["mlflow", "ui", "--backend-store-uri", args.tracking_uri,
                        "--host", args.host, "--port", str(args.port)]

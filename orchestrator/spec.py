@@ -50,6 +50,7 @@ class ExperimentSpec:
     storage_path: str = "./runs"
     address: str | None = None
     max_failures: int = 0
+    keep_checkpoints: int | None = 3
     stop: dict | None = None
     time_budget_s: float | None = None
     points_to_evaluate: list | None = None
@@ -123,6 +124,13 @@ class ExperimentSpec:
             raise SpecError(f"seed: must be a non-negative integer or null, got {self.seed!r}")
         if isinstance(self.max_failures, bool) or not isinstance(self.max_failures, int) or self.max_failures < -1:
             raise SpecError(f"max_failures: must be an integer >= 0 (or -1 for unlimited), got {self.max_failures!r}")
+        if self.keep_checkpoints is not None and (
+            isinstance(self.keep_checkpoints, bool) or not isinstance(self.keep_checkpoints, int) or self.keep_checkpoints < 1
+        ):
+            raise SpecError(
+                f"keep_checkpoints: must be a positive integer (checkpoints kept per trial) or null "
+                f"(keep all), got {self.keep_checkpoints!r}"
+            )
         if self.time_budget_s is not None and not (isinstance(self.time_budget_s, (int, float)) and self.time_budget_s > 0):
             raise SpecError(f"time_budget_s: must be a positive number of seconds, got {self.time_budget_s!r}")
         if self.stop is not None and not isinstance(self.stop, Mapping):
