@@ -523,7 +523,7 @@ def optimizer_specs() -> dict[str, OptimizerSpec]:
 
 
 def versions(packages: Sequence[str] = ("ray", "hyperopt", "optuna", "botorch", "gpytorch", "torch",
-                                         "numpy", "scipy", "scikit-learn", "coco-experiment")) -> dict[str, str]:
+                                         "numpy", "scipy", "scikit-learn", "coco-experiment", "greenlet")) -> dict[str, str]:
     out = {}
     for package in packages:
         try:

@@ -202,7 +202,7 @@ def render(data: Mapping) -> str:
     add(f"## {meta.get('title', 'Benchmark results')}\n")
     add(f"- command: `{meta.get('command', '?')}`")
     add(f"- date: {meta.get('date', '?')}; wall time {meta.get('wall_s', 0):.0f} s")
-    add(f"- machine: {meta.get('machine', '?')}")
+    add(f"- machine: {meta.get('machine', '?')}; code: {meta.get('git', '?')}")
     add(f"- versions: " + ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items()))
     add(f"- seeds: {meta.get('seeds')}; budgets (evaluations): "
         + ", ".join(f"{p} {b}" for p, b in meta.get("budgets", {}).items()))
@@ -260,6 +260,8 @@ def render(data: Mapping) -> str:
                 c = by.get((o, n))
                 if c is None:
                     cells.append("")
+                elif c.get("error") == "no warm start":
+                    cells.append("n/a")
                 elif c.get("error"):
                     cells.append("failed")
                 else:

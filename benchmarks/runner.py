@@ -43,6 +43,20 @@ def machine() -> str:
             f"{platform.release()}, Python {platform.python_version()}")
 
 
+def git_revision() -> str:
+    """``<short commit>`` of the working tree, ``+dirty`` when it has uncommitted changes."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, check=True, timeout=10).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
 def select_optimizers(names: Sequence[str] | None, cheap_only: bool,
                       log: Callable[[str], None] = print) -> list[peers.OptimizerSpec]:
     """The requested optimisers (default: all; ``cheap_only``: ours + the cheap peers). Unknown
@@ -85,6 +99,7 @@ def new_result_set(command: str, title: str, seeds: int, budgets: dict, specs, p
             "command": command,
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": machine(),
+            "git": git_revision(),
             "versions": peers.versions(),
             "seeds": seeds,
             "budgets": budgets,
@@ -125,7 +140,8 @@ def run_suite(suite: Suite, optimizers: Sequence[str] | None = None, problems: S
     budgets = {p.name: budget if budget is not None else suite.budgets.get(p.name, suite.budget) for p in probs}
     data = new_result_set(command, f"{suite.name} tier", n_seeds, budgets, specs, probs)
 
-    records, skips = harness.run_grid(probs, specs, list(range(n_seeds)), budgets, log=log)
+    only = {} if optimizers else suite.only  # naming optimisers explicitly lifts the tier's limits
+    records, skips = harness.run_grid(probs, specs, list(range(n_seeds)), budgets, log=log, only=only)
     data["runs"] = [r.to_json() for r in records]
     data["skips"] = [asdict(s) for s in skips]
 
@@ -163,7 +179,7 @@ def write_results(data: dict, out_dir: str) -> tuple[str, str]:
     os.makedirs(out_dir, exist_ok=True)
     js, md = os.path.join(out_dir, "results.json"), os.path.join(out_dir, "results.md")
     with open(js, "w") as f:
-        json.dump(data, f, indent=1, default=float)
+        json.dump(data, f, separators=(",", ":"), default=float)
     with open(md, "w") as f:
         f.write(report.render(data) + "\n")
     return js, md
@@ -172,6 +188,7 @@ def write_results(data: dict, out_dir: str) -> tuple[str, str]:
 def header(data: dict) -> str:
     meta = data["meta"]
     lines = [f"command: {meta['command']}", f"date:    {meta['date']}", f"machine: {meta['machine']}",
+             f"code:    {meta.get('git', '?')}",
              "versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items())]
     return "\n".join(lines)
 

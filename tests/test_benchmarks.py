@@ -258,6 +258,15 @@ def test_missing_peer_is_skipped_with_a_message(monkeypatch):
     assert records == [] and skips[0].reason.startswith("'optuna' is not installed")
 
 
+def test_a_tier_can_limit_an_expensive_optimizer_to_some_problems():
+    specs = [peers.optimizer_specs()["random"]]
+    problems = [get_problem("branin"), get_problem("mixed")]
+    records, skips = harness.run_grid(problems, specs, [0], {"branin": 2, "mixed": 2}, log=lambda m: None,
+                                      only={"random": ("mixed",)})
+    assert [r.problem for r in records] == ["mixed"]
+    assert skips[0].problem == "branin" and "limited to mixed" in skips[0].reason
+
+
 def test_a_failing_optimizer_is_recorded_not_hidden():
     class Broken(peers.Optimizer):
         def ask(self):
