@@ -19,9 +19,11 @@ install: $(STAMP)
 run: install
 	$(BIN)/tuneorch run examples/digits_mlp.yaml
 
-# Unit, numerics and integration tests (real Ray, real MLflow server), slow ones included.
+# Unit, numerics and integration tests (real Ray, real MLflow server), slow ones included,
+# then the quick benchmark tier as a smoke test (it must finish and write its tables).
 test: install
 	$(BIN)/python -m pytest
+	$(BIN)/python -m benchmarks run --suite quick --out $(VENV)/bench-smoke
 
 bench-quick: install
 	$(BIN)/python -m benchmarks run --suite quick
