@@ -16,9 +16,11 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -127,6 +129,11 @@ def multinode(tmp_path_factory):
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS), str(ROOT), env.get("PYTHONPATH", "")) if p)
     env.setdefault("RAY_DEDUP_LOGS", "0")
     env.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # A private Ray temp dir (short: Unix socket paths): the cluster's sessions and its
+    # `ray_current_cluster` address file live there, so nobody's `ray.init("auto")` on this host
+    # attaches to the test cluster while it runs.
+    ray_tmp = tempfile.mkdtemp(prefix="tuneorch-mn-", dir="/tmp")
+    env["RAY_TMPDIR"] = ray_tmp
     log_path = work / "scenario.log"
     code = f"import test_multinode; test_multinode.scenario({str(out)!r})"
     with open(log_path, "wb") as log:
@@ -138,6 +145,7 @@ def multinode(tmp_path_factory):
             _kill_group(proc)
     tail = log_path.read_text(errors="replace")[-4000:]
     _kill_group(proc)  # Ray processes the child left behind, if any (its own group only)
+    shutil.rmtree(ray_tmp, ignore_errors=True)
     if proc.returncode != 0 or not out.exists():
         pytest.fail(f"multi-node scenario failed (exit code {proc.returncode}); log tail:\n{tail}")
     record = json.loads(out.read_text())
