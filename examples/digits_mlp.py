@@ -41,6 +41,18 @@ def build_model(hidden: int, layers: int, dropout: float) -> nn.Module:
     return nn.Sequential(*blocks)
 
 
+def load_model(checkpoint_dir: str, config: dict) -> nn.Module:
+    """The model of one of ``train_digits``'s checkpoints, on the CPU, ready for inference.
+
+    tuneorch's ``register_model`` protocol (orchestrator/tracking/artifacts.py): it calls this
+    with the best trial's latest checkpoint directory and that trial's config.
+    """
+    state = torch.load(os.path.join(checkpoint_dir, "state.pt"), map_location="cpu", weights_only=True)
+    model = build_model(int(config["hidden"]), int(config.get("layers", 2)), float(config.get("dropout", 0.0)))
+    model.load_state_dict(state["model"])
+    return model.eval()
+
+
 def trial_device() -> torch.device:
     """The GPU Ray gave this trial (it sees only its own), else the CPU."""
     return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")

@@ -114,6 +114,7 @@ def tune(
     stop: dict | None = None,
     time_budget_s: float | None = None,
     points_to_evaluate: list | None = None,
+    register_model: str | None = None,
     verbose: int = 1,
 ) -> TuningResult:
     """Tune ``trainable`` over ``space``; see :class:`ExperimentSpec` for every argument.
@@ -122,7 +123,9 @@ def tune(
     this project's searchers and schedulers, or any Ray Tune ``Searcher``/``TrialScheduler``.
     ``address=None`` starts a local Ray; ``"auto"`` or ``"ray://host:10001"`` joins a cluster.
     ``tracking_uri=None`` records into ``sqlite:///<storage_path>/mlflow.db``; ``""`` turns
-    MLflow off.
+    MLflow off. ``register_model="name"`` registers the best trial's model in MLflow (alias
+    ``champion``); the trainable's module must define ``load_model(checkpoint_dir, config)``
+    (see :mod:`orchestrator.tracking.artifacts`).
     """
     spec = ExperimentSpec(
         trainable=trainable, space=space, metric=metric, mode=mode, name=name, search=search,
@@ -131,7 +134,7 @@ def tune(
         max_concurrent=max_concurrent, resources=resources if resources is not None else {"cpu": 1, "gpu": 0},
         seed=seed, tracking_uri=tracking_uri, storage_path=storage_path, address=address,
         max_failures=max_failures, stop=stop, time_budget_s=time_budget_s,
-        points_to_evaluate=points_to_evaluate,
+        points_to_evaluate=points_to_evaluate, register_model=register_model,
     )
     spec.validate()
     return run(spec, verbose=verbose)
@@ -321,6 +324,14 @@ def _fit(tuner: Any, spec: ExperimentSpec, experiment_path: str, tracker: Any) -
     if tracker is not None:
         tracker.finish(result.best_config, result.best_metric, spec.metric,
                        status="FINISHED" if not _interrupted(grid) else "KILLED")
+        if result.mlflow_run_id:  # spec, tables, plots, best checkpoint, model: never fails the run
+            try:
+                from orchestrator.tracking.artifacts import lineage_of, log_run_artifacts
+
+                log_run_artifacts(spec.tracking_uri, result.mlflow_run_id, experiment_path, result,
+                                  spec=spec, lineage=lineage_of(tuner))
+            except Exception as exc:  # noqa: BLE001
+                logger.warning("MLflow artifacts not uploaded (%s: %s)", type(exc).__name__, exc)
     if _interrupted(grid):
         print(f"The run stopped before its end; continue it with: tuneorch resume {experiment_path}")
     return result

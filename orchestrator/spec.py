@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 import math
 import os
 import re
@@ -54,6 +55,7 @@ class ExperimentSpec:
     stop: dict | None = None
     time_budget_s: float | None = None
     points_to_evaluate: list | None = None
+    register_model: str | None = None  # registered model name for the best trial's model
 
     # ---- construction ------------------------------------------------------------------
 
@@ -147,6 +149,43 @@ class ExperimentSpec:
         self._check_choice("search", self.search, registry.SEARCHERS, "ray.tune.search.Searcher")
         self._check_choice("scheduler", self.scheduler, registry.SCHEDULERS, "ray.tune.schedulers.TrialScheduler")
         self.load_trainable()
+        self._check_register_model()
+
+    def _check_register_model(self) -> None:
+        """``register_model`` needs MLflow and the trainable module's ``load_model`` (see
+        ``orchestrator/tracking/artifacts.py``): refused here, before anything runs."""
+        name = self.register_model
+        if name is None:
+            return
+        if not isinstance(name, str) or not name.strip() or name != name.strip() or "/" in name \
+                or ":" in name or name in (".", "..") or len(name) > 256:
+            raise SpecError(
+                f"register_model: must be a registered model name (no '/' or ':', no surrounding "
+                f"spaces, at most 256 characters) or null, got {name!r}; e.g. register_model: digits-mlp"
+            )
+        if self.tracking_uri == "":
+            raise SpecError("register_model: needs MLflow tracking, but tracking_uri is '' (off); "
+                            "set tracking_uri (null: a local sqlite store) or drop register_model")
+        from orchestrator.tracking.artifacts import find_model_loader
+
+        loader = find_model_loader(self.trainable)
+        where = self.trainable.partition(":")[0] if isinstance(self.trainable, str) \
+            else getattr(getattr(self.trainable, "func", self.trainable), "__module__", "?")
+        if loader is None:
+            raise SpecError(
+                f"register_model: the trainable's module {where!r} defines no load_model(checkpoint_dir, "
+                f"config) -> torch.nn.Module, so the best checkpoint cannot be turned into a model; "
+                f"add one (see examples/digits_mlp.py) or drop register_model"
+            )
+        try:
+            inspect.signature(loader).bind("checkpoint_dir", {})
+        except TypeError:
+            raise SpecError(
+                f"register_model: {where}.load_model must take (checkpoint_dir, config), "
+                f"got load_model{inspect.signature(loader)}"
+            ) from None
+        except ValueError:  # no signature to check (a builtin): trust it
+            pass
 
     def _check_space(self) -> None:
         try:
