@@ -1,0 +1,439 @@
+"""Tests of the GP-EI numerical core (no Ray): GP, LogEI, acquisition optimisation, the loop."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from search_algs.core import gp as gp_module
+from search_algs.core.acquisition import LogEI, incumbent, log_ei, log_h, naive_ei, resolve_noise
+from search_algs.core.gp import GP, GPNumericalError, GPPrior, features, fit_map, standardise
+from search_algs.core.optimize import GPEI, Dim, GPEIOptions, canonical, optimize_acqf
+
+try:  # single-threaded BLAS, as the adapter runs the core (see search_algs/gp_ei.py)
+    from threadpoolctl import threadpool_limits
+except ImportError:  # pragma: no cover
+    threadpool_limits = None
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One BLAS and one torch thread, as the adapter runs the core (small matrices on a busy
+    machine: extra threads only wait for each other)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        if threadpool_limits is None:
+            yield
+        else:
+            with threadpool_limits(limits=1, user_api="blas"):
+                yield
+    finally:
+        torch.set_num_threads(before)
+
+
+# ---- test functions (unit cube in, regret out) -----------------------------------------------
+
+
+def branin(u: np.ndarray) -> float:
+    x1, x2 = -5.0 + 15.0 * u[0], 15.0 * u[1]
+    b, c, t = 5.1 / (4 * math.pi**2), 5 / math.pi, 1 / (8 * math.pi)
+    return (x2 - b * x1**2 + c * x1 - 6) ** 2 + 10 * (1 - t) * math.cos(x1) + 10 - 0.397887
+
+
+_H_A = np.array([[10, 3, 17, 3.5, 1.7, 8], [0.05, 10, 17, 0.1, 8, 14],
+                 [3, 3.5, 1.7, 10, 17, 8], [17, 8, 0.05, 10, 0.1, 14]])
+_H_P = 1e-4 * np.array([[1312, 1696, 5569, 124, 8283, 5886], [2329, 4135, 8307, 3736, 1004, 9991],
+                        [2348, 1451, 3522, 2883, 3047, 6650], [4047, 8828, 8732, 5743, 1091, 381]])
+_H_ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
+
+
+def hartmann6(u: np.ndarray) -> float:
+    return float(-np.sum(_H_ALPHA * np.exp(-np.sum(_H_A * (u - _H_P) ** 2, axis=1))) + 3.32237)
+
+
+# ---- a naive reference GP (explicit inverse, Matern written in r) ------------------------------
+
+
+def naive_features(U: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    Z = np.where(np.isnan(U), 0.5, U)
+    for j, n in enumerate(levels):
+        if n:
+            Z[:, j] = np.where(np.isnan(U[:, j]), n, np.minimum(np.floor(np.nan_to_num(U[:, j]) * n), n - 1))
+    return Z
+
+
+def naive_kernel(A, B, levels, theta):
+    ls, sf2 = np.exp(theta[:-2]), np.exp(theta[-2])
+    ZA, ZB = naive_features(A, levels), naive_features(B, levels)
+    s = np.zeros((len(A), len(B)))
+    for j, n in enumerate(levels):
+        d = ZA[:, j][:, None] - ZB[:, j][None, :]
+        s += ((d != 0) if n else d**2) / ls[j] ** 2
+    r = np.sqrt(5 * s)
+    return sf2 * (1 + r + r**2 / 3) * np.exp(-r)
+
+
+def naive_posterior(X, y, Xq, levels, theta):
+    K = naive_kernel(X, X, levels, theta) + np.exp(theta[-1]) * np.eye(len(X))
+    Kinv = np.linalg.inv(K)
+    Kq = naive_kernel(Xq, X, levels, theta)
+    mean = Kq @ Kinv @ y
+    var = np.exp(theta[-2]) - np.einsum("ij,jk,ik->i", Kq, Kinv, Kq)
+    return mean, var
+
+
+# ---- LogEI ------------------------------------------------------------------------------------
+
+
+def test_log_h_matches_high_precision_reference():
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 50
+    zs = [-1e6, -1e4, -1e3, -250.0, -200.0, -199.0, -100.0, -40.0, -20.0, -5.0, -1.0 - 1e-9, -1.0,
+          -0.999, 0.0, 0.5, 3.0, 40.0, 1e3]
+    got = log_h(torch.tensor(zs, dtype=torch.float64)).numpy()
+    for z, value in zip(zs, got):
+        zm = mpmath.mpf(z)
+        ref = float(mpmath.log(mpmath.npdf(zm) + zm * mpmath.ncdf(zm)))
+        assert abs(value - ref) <= 1e-12 * max(1.0, abs(ref)), (z, value, ref)
+
+
+def test_log_ei_equals_log_of_plain_ei_where_plain_is_finite():
+    rng = np.random.default_rng(0)
+    mean = torch.tensor(rng.normal(size=400))
+    var = torch.tensor(rng.uniform(0.01, 4.0, size=400))
+    z = torch.tensor(rng.uniform(-20, 20, size=400))
+    tau = mean + z * var.sqrt()  # incumbents that put z where we want it
+    plain = naive_ei(mean, var, tau)
+    logged = log_ei(mean, var, tau)
+    ok = plain > 1e-250
+    assert ok.sum() > 350
+    np.testing.assert_allclose(logged[ok].numpy(), torch.log(plain[ok]).numpy(), rtol=1e-9, atol=1e-9)
+    # where the plain formula underflows, LogEI is still finite and below the smallest plain value
+    far = log_ei(torch.tensor([0.0]), torch.tensor([1.0]), torch.tensor([-60.0]))
+    assert naive_ei(torch.tensor([0.0]), torch.tensor([1.0]), torch.tensor([-60.0])).item() == 0.0
+    assert torch.isfinite(far).all() and far.item() < -1700
+
+
+def test_log_ei_is_finite_with_finite_gradients_far_below_the_incumbent():
+    z = torch.cat([torch.linspace(-40.0, 40.0, 801, dtype=torch.float64),
+                   torch.tensor([-1e3, -1e5, -1e8], dtype=torch.float64)])
+    mean = (-z).clone().requires_grad_(True)  # tau = 0, sigma = 1: z = -mean
+    var = torch.ones_like(z, requires_grad=True)
+    value = log_ei(mean, var, 0.0)
+    gm, gv = torch.autograd.grad(value.sum(), (mean, var))
+    assert torch.isfinite(value).all() and torch.isfinite(gm).all() and torch.isfinite(gv).all()
+    assert torch.all(gm < 0)  # a higher mean (worse loss) always lowers EI
+    assert torch.all(torch.diff(value[:801]) > 0)  # monotone in z
+    # the hand-made branches agree with their own finite differences
+    pts = torch.tensor([-150.0, -37.3, -5.0, -1.0, -0.5, 2.0], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(log_h, (pts,), eps=1e-6, atol=1e-5, rtol=1e-5)
+
+
+def _noisy_model(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    X = rng.random((25, 2))
+    y = np.sin(6 * X[:, 0]) + X[:, 1] + 0.3 * rng.standard_normal(25)
+    theta = np.log([0.3, 0.5, 1.0, 0.09])
+    return X, y, theta
+
+
+def test_noisy_ei_matches_monte_carlo_over_the_posterior():
+    X, y, theta = _noisy_model()
+    levels = np.zeros(2, dtype=int)
+    model = GP(X, y, theta, levels)
+    assert resolve_noise("auto", model) and not resolve_noise("none", model) and resolve_noise("noisy", model)
+    tau = incumbent(model, noisy=True)
+    ref_mean_at_X, _ = naive_posterior(X, y, X, levels, theta)
+    assert tau == pytest.approx(ref_mean_at_X.min(), abs=1e-9)  # best posterior mean, not best y
+    assert tau > y.min()
+
+    Xq = np.random.default_rng(1).random((6, 2))
+    acq = LogEI(model, tau).numpy(Xq)
+    mean, var = naive_posterior(X, y, Xq, levels, theta)
+    f = mean + np.sqrt(var) * np.random.default_rng(2).standard_normal((200_000, 6))
+    improvement = np.maximum(tau - f, 0.0)
+    mc, se = improvement.mean(0), improvement.std(0) / math.sqrt(len(f))
+    assert np.all(np.abs(np.exp(acq) - mc) <= 4 * se + 1e-6), (np.exp(acq), mc, se)
+
+
+# ---- the GP -----------------------------------------------------------------------------------
+
+
+def _mixed_data(seed: int = 0, n: int = 30):
+    """A conditional mixed space: x0 continuous, x1 categorical (3), x2 numeric active iff x1 == 1,
+    x3 categorical (2) active iff x1 == 2."""
+    rng = np.random.default_rng(seed)
+    levels = np.array([0, 3, 0, 2])
+    U = rng.random((n, 4))
+    U[:, 1] = (np.floor(U[:, 1] * 3) + 0.5) / 3
+    U[:, 3] = (np.floor(U[:, 3] * 2) + 0.5) / 2
+    choice = np.floor(U[:, 1] * 3)
+    U[choice != 1, 2] = np.nan
+    U[choice != 2, 3] = np.nan
+    y = np.sin(5 * U[:, 0]) + choice + np.nan_to_num(U[:, 2]) + 0.1 * rng.standard_normal(n)
+    return U, y, levels
+
+
+def test_posterior_matches_naive_reference_on_a_mixed_conditional_space():
+    U, y, levels = _mixed_data()
+    theta = np.log([0.4, 0.7, 0.3, 1.5, 1.3, 0.01])
+    model = GP(U, y, theta, levels)
+    Uq, _, _ = _mixed_data(seed=1, n=15)
+    mean, var = model.posterior(torch.as_tensor(Uq))
+    ref_mean, ref_var = naive_posterior(U, y, Uq, levels, theta)
+    np.testing.assert_allclose(mean.numpy(), ref_mean, rtol=1e-8, atol=1e-9)
+    np.testing.assert_allclose(var.numpy(), ref_var, rtol=1e-6, atol=1e-9)
+    # chunked evaluation gives the same numbers
+    mean2, var2 = model.posterior(torch.as_tensor(Uq), chunk=4)
+    np.testing.assert_allclose(mean2.numpy(), mean.numpy(), rtol=1e-12)
+    # conditioning on fantasies equals a model built on everything at once
+    cond = model.condition(Uq[:3], np.array([0.1, -0.2, 0.3]))
+    joint = GP(np.concatenate([U, Uq[:3]]), np.concatenate([y, [0.1, -0.2, 0.3]]), theta, levels)
+    np.testing.assert_allclose(cond.posterior(torch.as_tensor(Uq))[0].numpy(),
+                               joint.posterior(torch.as_tensor(Uq))[0].numpy(), rtol=1e-10)
+
+
+def test_categoricals_are_hamming_not_ordinal_and_inactive_coordinates_are_imputed():
+    levels = torch.tensor([4, 0])
+    theta = torch.log(torch.tensor([0.7, 0.5, 1.0, 1e-6], dtype=torch.float64))
+    model = GP(np.array([[0.125, 0.5]]), np.array([0.0]), theta, levels)
+    choices = torch.tensor([[0.125, 0.3], [0.375, 0.3], [0.625, 0.3], [0.875, 0.3]], dtype=torch.float64)
+    k = model.kernel(choices[:1], choices)[0]
+    assert k[1] == k[2] == k[3] < k[0]  # choice 0 is as far from 1 as from 3
+    # inactive: numeric -> 0.5, categorical -> its own extra level
+    Z = features(torch.tensor([[float("nan"), float("nan")]], dtype=torch.float64), levels)
+    assert Z.tolist() == [[4.0, 0.5]]
+    both_inactive = torch.tensor([[float("nan"), 0.2], [float("nan"), 0.2]], dtype=torch.float64)
+    assert model.kernel(both_inactive[:1], both_inactive[1:]).item() == pytest.approx(1.0)
+
+
+def test_gradients_are_finite_at_observed_points():
+    rng = np.random.default_rng(0)
+    X = rng.random((8, 3))
+    model = GP(X, rng.standard_normal(8), np.log([0.3, 0.3, 0.3, 1.0, 1e-6]), np.zeros(3, dtype=int))
+    x = torch.tensor(X[:2], requires_grad=True)  # zero distance to training points
+    acq = LogEI(model, float(model.y.min()))
+    (grad,) = torch.autograd.grad(acq(x).sum(), x)
+    assert torch.isfinite(grad).all()
+
+
+def test_cholesky_grows_jitter_for_duplicated_points():
+    X = np.tile([[0.3, 0.7]], (30, 1))
+    X[::2] += 1e-9
+    y = np.linspace(-1, 1, 30)
+    model = GP(X, y, np.log([50.0, 50.0, 1.0, 1e-6]), np.zeros(2, dtype=int))
+    mean, var = model.posterior(torch.rand(5, 2, dtype=torch.float64))
+    assert torch.isfinite(mean).all() and torch.all(var > 0)
+    with pytest.raises(GPNumericalError):
+        gp_module.cholesky_jittered(torch.full((3, 3), float("nan"), dtype=torch.float64))
+
+
+def test_fit_detects_noise_and_its_absence():
+    rng = np.random.default_rng(0)
+    X = rng.random((40, 2))
+    clean = np.sin(4 * X[:, 0]) * np.cos(3 * X[:, 1])
+    prior = GPPrior()
+    levels = np.zeros(2, dtype=int)
+    for values, noisy in ((clean, False), (clean + 0.2 * rng.standard_normal(40), True)):
+        y, _, _ = standardise(values)
+        result = fit_map(X, y, levels, prior, [prior.default_theta(2), prior.short_theta(2)])
+        assert result.ok and np.all(np.isfinite(result.theta))
+        model = GP(X, y, result.theta, levels)
+        assert resolve_noise("auto", model) is noisy, model.noise_ratio()
+    # the MAP beats its starting point
+    start = prior.default_theta(2)
+    obj = gp_module.neg_log_posterior
+    sqd = gp_module.squared_differences(torch.as_tensor(X), torch.as_tensor(X), torch.zeros(2, dtype=torch.long))
+    at_start = obj(torch.as_tensor(start), sqd, torch.as_tensor(y), prior.log_density_fn(2)).item()
+    assert result.value < at_start
+
+
+def test_fit_failure_falls_back_to_previous_hyperparameters_loudly(monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise GPNumericalError("simulated breakdown")
+
+    monkeypatch.setattr(gp_module, "neg_log_posterior", broken)
+    prior = GPPrior()
+    previous = np.log([0.2, 0.3, 1.0, 1e-4])
+    rng = np.random.default_rng(0)
+    X, y = rng.random((10, 2)), rng.standard_normal(10)
+    with caplog.at_level(logging.WARNING, logger="search_algs.core.gp"):
+        result = fit_map(X, y, np.zeros(2, dtype=int), prior, [previous, prior.default_theta(2)], fallback=previous)
+    assert not result.ok and np.array_equal(result.theta, previous)
+    assert "failed from all 2 start(s)" in caplog.text and "previous" in caplog.text
+    # the loop keeps going on the fallback
+    core = GPEI([Dim("continuous")] * 2)
+    core.theta, core.n_at_fit = previous, 0
+    s = core.suggest(X, list(y), rng)
+    assert s is not None and not s.fit_ok and np.all(np.isfinite(s.u))
+
+
+def test_gp_rejects_non_finite_targets():
+    with pytest.raises(ValueError, match="finite"):
+        GP(np.zeros((2, 1)), np.array([0.0, np.nan]), np.zeros(3), np.zeros(1, dtype=int))
+
+
+# ---- acquisition optimisation -----------------------------------------------------------------
+
+
+def _conditional_dims():
+    grid = (np.arange(21) + 0.5) / 21  # Int(0, 20)
+    return [Dim("continuous"), Dim("categorical", n_choices=3), Dim("discrete", grid=grid, condition=((1, 1),)),
+            Dim("categorical", n_choices=2, condition=((1, 2),))]
+
+
+def test_canonical_snaps_and_marks_inactive():
+    dims = _conditional_dims()
+    U = np.array([[1.3, 0.5, 0.49, 0.9], [-0.1, 0.9, 0.12, 0.2], [0.5, 0.1, np.nan, np.nan]])
+    out = canonical(U, dims, np.random.default_rng(0))
+    assert out[0, 0] == 1.0 and out[1, 0] == 0.0
+    assert out[0, 1] == pytest.approx(1.5 / 3) and out[0, 2] == pytest.approx(10.5 / 21) and np.isnan(out[0, 3])
+    assert out[1, 1] == pytest.approx(2.5 / 3) and np.isnan(out[1, 2]) and out[1, 3] == 0.25
+    assert np.isnan(out[2, 2]) and np.isnan(out[2, 3])
+
+
+class _Peak:
+    """A fake acquisition peaked at x0 = 0.3, choice 1, grid point 7 (log-space values)."""
+
+    def __call__(self, U: torch.Tensor) -> torch.Tensor:
+        x0 = U[:, 0]
+        choice = torch.floor(torch.nan_to_num(U[:, 1]) * 3)
+        g = torch.nan_to_num(U[:, 2], nan=0.0) * 21 - 0.5
+        return -((x0 - 0.3) ** 2) * 10 - (choice != 1) * 3.0 - torch.where(choice == 1, (g - 7.2) ** 2, 0.0)
+
+    def numpy(self, U: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return self(torch.as_tensor(U, dtype=torch.float64)).numpy()
+
+
+def test_optimizer_finds_the_mixed_optimum_on_the_grid():
+    dims = _conditional_dims()
+    u, value = optimize_acqf(_Peak(), dims, np.random.default_rng(0))
+    assert u[0] == pytest.approx(0.3, abs=1e-4)
+    assert u[1] == pytest.approx(1.5 / 3) and u[2] == pytest.approx(7.5 / 21) and np.isnan(u[3])
+    # excluded points are skipped
+    u2, _ = optimize_acqf(_Peak(), dims, np.random.default_rng(0), exclude=u[None])
+    assert not np.array_equal(np.nan_to_num(u2), np.nan_to_num(u))
+
+
+# ---- the loop ---------------------------------------------------------------------------------
+
+
+def _run(f, d: int, seed: int, budget: int, n_startup: int, model: bool) -> float:
+    core = GPEI([Dim("continuous")] * d)
+    rng = np.random.default_rng(seed)
+    X, losses = [], []
+    for i in range(budget):
+        if model and i >= n_startup:
+            u = core.suggest(np.array(X), losses, rng).u
+        else:
+            u = rng.random(d)
+        X.append(u)
+        losses.append(f(u))
+    return min(losses)
+
+
+def test_sanity_gp_ei_clearly_beats_random_on_branin_and_hartmann6():
+    t0 = time.time()
+    seeds = (0, 1, 2)
+    rows = []
+    for name, f, d, budget, n_startup in (("branin", branin, 2, 30, 5), ("hartmann6", hartmann6, 6, 40, 10)):
+        gp = [_run(f, d, s, budget, n_startup, True) for s in seeds]
+        rand = [_run(f, d, s, budget, n_startup, False) for s in seeds]
+        rows.append((name, budget, float(np.median(gp)), float(np.median(rand)), gp, rand))
+    for name, budget, g, r, gp, rand in rows:
+        print(f"{name}: {budget} evaluations, seeds {seeds}: median best regret GP-EI {g:.3g} "
+              f"({', '.join(f'{v:.2g}' for v in gp)}) vs random {r:.3g} ({', '.join(f'{v:.2g}' for v in rand)})")
+    print(f"sanity run took {time.time() - t0:.1f} s")
+    (_, _, g_b, r_b, _, _), (_, _, g_h, r_h, _, _) = rows
+    assert g_b < 0.05 and g_b < 0.05 * r_b
+    assert g_h < 0.3 and g_h < 0.25 * r_h
+
+
+def test_pending_points_make_concurrent_suggestions_distinct_and_spread():
+    rng = np.random.default_rng(0)
+    X = rng.random((12, 2))
+    losses = [branin(x) for x in X]
+    core = GPEI([Dim("continuous")] * 2)
+    pending: list[np.ndarray] = []
+    for _ in range(4):  # four trials start running
+        pending.append(core.suggest(X, losses, rng, pending=np.array(pending).reshape(-1, 2)).u)
+    new = []
+    for _ in range(4):  # four more suggestions while they run
+        new.append(core.suggest(X, losses, rng, pending=np.array(pending + new)).u)
+    points = np.array(pending + new)
+    dist = np.linalg.norm(points[:, None] - points[None], axis=-1) + np.eye(8)
+    print("min distance between the 8 concurrent suggestions:", dist.min())
+    assert dist.min() > 0.02
+    # without the pending points the core would have repeated the same suggestion
+    again = core.suggest(X, losses, np.random.default_rng(5)).u
+    assert np.linalg.norm(again - pending[0]) < 0.02
+
+
+def test_failed_points_lower_ei_and_are_not_proposed_again():
+    rng = np.random.default_rng(0)
+    X = rng.random((12, 2))
+    losses = [branin(x) for x in X]
+    core = GPEI([Dim("continuous")] * 2)
+    first = core.suggest(X, losses, np.random.default_rng(1)).u
+    X2, losses2 = np.vstack([X, first]), losses + [None]  # it failed
+    second = core.suggest(X2, losses2, np.random.default_rng(1)).u
+    assert np.linalg.norm(second - first) > 0.02
+    # fewer than two usable losses: no model, the caller draws at random
+    assert core.suggest(X[:3], [None, None, 1.0], rng) is None
+
+
+def test_discrete_space_never_repeats_an_observed_point():
+    grid = (np.arange(4) + 0.5) / 4
+    dims = [Dim("discrete", grid=grid), Dim("categorical", n_choices=3)]
+    core = GPEI(dims)
+    rng = np.random.default_rng(0)
+    X = canonical(rng.random((3, 2)), dims, rng)
+    losses = [float(np.sum(x)) for x in X]
+    for _ in range(9):  # 12 points in all: the whole space
+        u = core.suggest(X, losses, rng).u
+        assert not any(np.allclose(u, x) for x in X)
+        X = np.vstack([X, u])
+        losses.append(float(np.sum(u)))
+    assert len({tuple(x) for x in X}) == 12
+
+
+def test_core_is_deterministic_and_state_round_trips():
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    X = np.random.default_rng(0).random((15, 3))
+    losses = [float(np.sum((x - 0.4) ** 2)) for x in X]
+    a, b = GPEI([Dim("continuous")] * 3), GPEI([Dim("continuous")] * 3)
+    ua = a.suggest(X, losses, rng_a).u
+    ub = b.suggest(X, losses, rng_b).u
+    assert np.array_equal(ua, ub)
+    c = GPEI([Dim("continuous")] * 3, GPEIOptions.from_dict(a.options.as_dict()))
+    c.load_state(a.state())
+    rng_c = np.random.default_rng()
+    rng_c.bit_generator.state = rng_a.bit_generator.state
+    X2, losses2 = np.vstack([X, ua]), losses + [0.5]
+    assert np.array_equal(a.suggest(X2, losses2, rng_a).u, c.suggest(X2, losses2, rng_c).u)
+
+
+def test_recommend_uses_posterior_mean_when_noisy():
+    rng = np.random.default_rng(0)
+    X = rng.random((30, 2))
+    y = 2.0 * np.sum((X - 0.3) ** 2, axis=1) + 0.2 * rng.standard_normal(30)
+    lucky = np.array([[0.9, 0.9]])  # far from the optimum (f = 1.44), one lucky draw among 4 typical ones
+    X = np.vstack([X, lucky, lucky + 0.005, lucky - 0.005, lucky + [0.005, -0.005], lucky + [-0.005, 0.005]])
+    y = np.concatenate([y, [y.min() - 0.3, 1.5, 1.3, 1.45, 1.4]])
+    core = GPEI([Dim("continuous")] * 2, GPEIOptions(noise="noisy"))
+    i = core.recommend(X, list(y))
+    assert core.theta is None  # recommending leaves the suggestion state alone
+    model, _, _ = core.fit(X, standardise(y)[0])
+    mean = model.posterior(model.U)[0].detach().numpy()
+    assert i == int(np.argmin(mean)) and int(np.argmin(y)) == 30 and i != 30
+    assert np.linalg.norm(X[i] - 0.3) < 0.3
+    assert GPEI([Dim("continuous")] * 2, GPEIOptions(noise="none")).recommend(X, list(y)) == 30
+    with pytest.raises(ValueError, match="noise"):
+        GPEIOptions(noise="loud").validate()

@@ -1,0 +1,160 @@
+"""Tests of the GP-EI Tune adapter: encoding of the space, startup, determinism,
+save/restore, failures, and one real Tune run."""
+
+from __future__ import annotations
+
+import math
+import pickle
+
+import numpy as np
+import pytest
+
+from search_algs.core.optimize import GPEIOptions, OptimizeOptions
+from search_algs.gp_ei import GPEISearch, dims_of
+from search_algs.random_search import RandomSearch
+from search_algs.space import Categorical, Float, Int, Space
+
+SPACE = {
+    "x": Float(0.0, 1.0),
+    "lr": Float(1e-4, 1e-1, log=True),
+    "n": Int(1, 8),
+    "opt": Categorical(["sgd", {"kind": "adam", "beta": Float(0.8, 0.99, step=0.01)}]),
+}
+# lighter acquisition search: these tests check wiring, not optimisation quality
+FAST = GPEIOptions(optimize=OptimizeOptions(n_raw=256, n_perturb=64, n_starts=4, maxiter=30))
+
+
+def objective(config) -> float:
+    penalty = 0.0 if config["opt"] == "sgd" else (config["opt"]["beta"] - 0.9) ** 2
+    return (config["x"] - 0.3) ** 2 + (math.log10(config["lr"]) + 2.5) ** 2 + 0.1 * abs(config["n"] - 5) + penalty
+
+
+def drive(searcher, n: int, start: int = 0, fail=lambda i: False) -> list:
+    configs = []
+    for i in range(start, start + n):
+        config = searcher.suggest(f"t{i}")
+        configs.append(config)
+        if fail(i):
+            searcher.on_trial_complete(f"t{i}", None, error=True)
+        else:
+            searcher.on_trial_complete(f"t{i}", {"loss": objective(config), "training_iteration": 1})
+    return configs
+
+
+def make(seed: int = 0, **kwargs) -> GPEISearch:
+    kwargs.setdefault("options", FAST)
+    return GPEISearch(space=SPACE, metric="loss", mode="min", seed=seed, **kwargs)
+
+
+def test_registry_names_gp_ei():
+    from orchestrator.registry import searcher_class
+
+    assert searcher_class("gp-ei") is GPEISearch
+
+
+def test_dims_describe_the_space_encoding():
+    space = Space({**SPACE, "units": Int(1, 1000, log=True), "huge": Int(0, 10**6)})
+    dims = {p.name: d for p, d in zip(space.params, dims_of(space))}
+    assert dims["x"].kind == dims["lr"].kind == "continuous"
+    assert dims["opt"].kind == "categorical" and dims["opt"].n_choices == 2
+    n = space.params[space.index("n")]
+    np.testing.assert_allclose(dims["n"].grid, [n.encode(k) for k in range(1, 9)])
+    units = space.params[space.index("units")]
+    assert [units.decode(u) for u in dims["units"].grid] == list(range(1, 1001))
+    assert dims["huge"].kind == "discrete" and dims["huge"].grid is None  # searched as continuous
+    assert dims["opt[1]/beta"].condition == ((space.index("opt"), 1),)
+    assert len(dims["opt[1]/beta"].grid) == 20
+
+
+def test_startup_draws_are_random_search_draws():
+    gp = make(seed=7)
+    rs = RandomSearch(space=SPACE, metric="loss", mode="min", seed=7)
+    assert gp.startup() == 10  # min(10, 2 * 5 + 1)
+    assert drive(gp, 10) == drive(rs, 10)
+    assert make(n_startup=3).startup() == 3
+
+
+def test_same_seed_same_sequence_and_every_config_is_valid():
+    a, b = make(seed=3), make(seed=3)
+    seq_a, seq_b = drive(a, 14), drive(b, 14)
+    assert seq_a == seq_b
+    space = Space(SPACE)
+    for config in seq_a:
+        flat = space.to_flat(config)  # raises on anything outside the space
+        assert isinstance(config["n"], int)
+        assert all(np.isfinite(float(v)) for v in flat.values())
+    assert seq_a[10:] != drive(make(seed=4), 14)[10:]
+
+
+def test_save_restore_continues_the_same_sequence(tmp_path):
+    a = make(seed=1)
+    drive(a, 11)
+    path = str(tmp_path / "searcher.pkl")
+    a.save(path)
+    after_a = drive(a, 3, start=11)
+
+    b = make(seed=99, noise="noisy", n_startup=2, options=GPEIOptions())  # all overwritten by restore
+    b.restore(path)
+    assert b.n_startup is None and b.options.noise == "auto" and b.options.optimize.n_raw == 256
+    assert drive(b, 3, start=11) == after_a
+
+    c = pickle.loads(pickle.dumps(a))  # as Tune brings it back from tuner.pkl
+    assert drive(c, 2, start=14) == drive(a, 2, start=14)
+
+
+def test_failures_and_max_mode():
+    searcher = GPEISearch(space=SPACE, metric="score", mode="max", seed=0, n_startup=4, options=FAST)
+    configs = []
+    for i in range(9):
+        config = searcher.suggest(f"t{i}")
+        configs.append(config)
+        if i in (1, 5):
+            searcher.on_trial_complete(f"t{i}", None, error=True)
+        else:
+            searcher.on_trial_complete(f"t{i}", {"score": -objective(config), "training_iteration": 1})
+    assert [o.failed for o in searcher.history].count(True) == 2
+    assert searcher.history[0].loss == pytest.approx(objective(configs[0]))  # sign flipped to a loss
+    assert configs[6] != configs[5] and configs[7] != configs[5]
+    best = searcher.recommend()
+    assert best == min((o for o in searcher.history if not o.failed), key=lambda o: o.loss).flat
+
+
+def test_only_failures_fall_back_to_random_draws(caplog):
+    searcher = make(seed=0, n_startup=2)
+    drive(searcher, 4, fail=lambda i: True)
+    assert all(o.failed for o in searcher.history)
+    assert searcher.recommend() is None
+
+
+def test_bad_arguments_are_refused_with_the_value():
+    with pytest.raises(ValueError, match="n_startup.*-1"):
+        GPEISearch(space=SPACE, n_startup=-1)
+    with pytest.raises(ValueError, match="noise.*'loud'"):
+        GPEISearch(space=SPACE, noise="loud")
+    with pytest.raises(ValueError, match="options"):
+        GPEISearch(space=SPACE, options={"noise": "auto"})
+
+
+def test_tune_run_completes_and_searcher_sees_every_trial(ray_local, tmp_path):
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+
+    def trainable(config):
+        tune.report({"loss": (config["x"] - 0.3) ** 2 + (config["y"] == "b") + 0.01 * config["k"]})
+
+    space = {"x": Float(0.0, 1.0), "y": Categorical(["a", "b"]), "k": Int(0, 4)}
+    searcher = GPEISearch(space=space, metric="loss", mode="min", seed=0, options=FAST)
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=2),
+                                    num_samples=12, reuse_actors=True),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
+    )
+    results = tuner.fit()
+    assert len(results) == 12 and not results.errors
+    assert len(searcher.history) == 12 and not searcher.pending
+    assert all(o.loss is not None for o in searcher.history)
+    configs = [r.config for r in results]
+    assert len({(c["x"], c["y"], c["k"]) for c in configs}) == 12
+    best = results.get_best_result(metric="loss", mode="min")
+    assert best.metrics["loss"] == pytest.approx(min(o.loss for o in searcher.history))
