@@ -13,6 +13,7 @@ from typing import Any
 SEARCHERS: dict[str, str] = {
     "random": "search_algs.random_search:RandomSearch",
     "tpe": "search_algs.tpe:TPESearch",
+    "gp-ei": "search_algs.gp_ei:GPEISearch",
 }
 
 SCHEDULERS: dict[str, str | None] = {
