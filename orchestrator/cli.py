@@ -75,10 +75,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}: {path}")
             return 0
         if args.command == "ui":
-            command = ["mlflow", "ui", "--backend-store-uri", args.tracking_uri,
+            # The mlflow of this interpreter, also when its venv is not activated.
+            command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", args.tracking_uri,
                        "--host", args.host, "--port", str(args.port)]
-            print(" ".join(command), flush=True)
-            os.execvp(command[0], command)
+            print(" ".join(command[1:]), flush=True)
+            os.execv(command[0], command)
     except (SpecError, SpaceError, TrialReportError) as exc:
         print(f"tuneorch: error: {exc}", file=sys.stderr)
         return 2

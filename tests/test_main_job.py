@@ -32,12 +32,12 @@ def test_the_main_job_runs_and_its_records_are_listed_by_mlflow(tmp_path):
     assert database.exists()
 
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{database}"}
-    experiment = subprocess.run(["mlflow", "experiments", "get", "--experiment-name", "digits-mlp"],
+    experiment = subprocess.run([sys.executable, "-m", "mlflow", "experiments", "get", "--experiment-name", "digits-mlp"],
                                 capture_output=True, text=True, env=env, timeout=120)
     assert experiment.returncode == 0, experiment.stderr
     experiment_id = next(line.split(":", 1)[1].strip() for line in experiment.stdout.splitlines()
                          if line.lower().startswith("experiment id") or line.lower().startswith("experiment_id"))
-    runs = subprocess.run(["mlflow", "runs", "list", "--experiment-id", experiment_id],
+    runs = subprocess.run([sys.executable, "-m", "mlflow", "runs", "list", "--experiment-id", experiment_id],
                           capture_output=True, text=True, env=env, timeout=120)
     assert runs.returncode == 0, runs.stderr
     listed = [line for line in runs.stdout.splitlines()[2:] if line.strip()]
