@@ -19,6 +19,7 @@ SEARCHERS: dict[str, str] = {
 SCHEDULERS: dict[str, str | None] = {
     "fifo": None,  # Tune's first-in-first-out: every trial runs to its end
     "asha": "schedulers.asha:ASHAScheduler",
+    "pbt": "schedulers.pbt:PBTScheduler",
 }
 
 

@@ -147,6 +147,24 @@ def test_mode_min_ranks_low_values_first_and_nan_last():
     assert pbt.quantiles() == (["t0"], ["t2"])
 
 
+def test_members_are_compared_at_their_common_time():
+    """Values grow with t; the member deciding first in a round is one step ahead of the
+    others. Judged at the common time it is the worst, and exploits; judged by latest
+    values it would look better than one it trails."""
+    pbt = policy()
+    ids = population(pbt)
+    base = {"t0": 0.0, "t1": 0.5, "t2": 1.0, "t3": 1.5}
+    for t in (1, 2, 3):
+        report(pbt, ids, t, [base[i] + t for i in ids])
+    decision = pbt.on_result("t0", 4, base["t0"] + 4, True)[0]  # 4.0, while t1 shows 3.5 at t=3
+    assert isinstance(decision, Exploit) and decision.donor == "t3"
+    pbt.abort(decision)
+    assert pbt.quantiles() == (["t0"], ["t3"])
+    pbt.on_result("t1", 5, 100.0, True)  # a jump ahead does not count against those behind:
+    assert pbt.members["t1"].value_at(3) == 3.5 and pbt.members["t1"].value_at(4.5) == 3.5
+    assert pbt.quantiles() == (["t1"], ["t3"])  # judged by its t=3 value, it beats nobody
+
+
 def test_too_few_members_means_no_quantiles():
     pbt = policy()
     population(pbt, 1)
@@ -362,7 +380,7 @@ def test_toy_problem_pbt_beats_exploit_free_training_and_schedules_replay_exactl
 
 def test_toy_problem_median_over_seeds():
     firsts = [toy_population(seed)[2] or math.inf for seed in range(11)]
-    assert np.median(firsts) <= 56, firsts
+    assert np.median(firsts) <= 48, firsts
 
 
 def test_same_seed_same_decisions_other_seed_other_decisions():

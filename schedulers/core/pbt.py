@@ -21,6 +21,8 @@ Glossary
 ``value``        the reported metric, in the user's units
 ``score``        ``value`` signed so that higher is better (``-value`` for ``mode="min"``);
                  a non-finite value ranks below every finite one
+``common time``  two members are compared at ``min(t_a, t_b)``: the one ahead is judged by
+                 its value at its last report at or before that time (see "Ranking")
 ``member``       a trial of the population; it is *live* until it finishes, fails for good
                  or is removed. Only live members with a score are ranked.
 ``checkpoint``   ``has_checkpoint=True`` on a result means: a checkpoint of the trial at
@@ -59,7 +61,14 @@ Rules (the reasons are in :class:`Continue`)
   ``perturbation_factors`` (clipped into the bounds, snapped onto the grid, moved one grid
   step when snapping undoes the move) and move choices to a neighbouring choice. A branch
   switched on by a changed choice gets its parameters drawn from the prior.
-* Ties in the ranking are broken by the order in which members were added.
+* Ranking: members progress at different speeds, and metrics usually improve with
+  ``t``, so comparing latest values favours whoever is ahead (in a round of reports the
+  member being decided is the freshest and is almost never in the bottom quantile). Each
+  pair of members is therefore compared at their common time, and members are ranked by
+  how many others they beat (a Copeland count; a tie counts half); equal counts are
+  broken by the order in which members were added (earlier ranks higher). To answer "value
+  at or before ``t``", each member keeps its reports since its last exploit, pruned to those
+  a comparison can still ask for.
 
 Every random draw (donor choice, explore) comes from one ``numpy.random.Generator`` seeded
 by ``seed``; its state is part of the saved state, so a loaded policy continues the sequence.
@@ -202,20 +211,34 @@ class Member:
     exploits: int = 0  # how often it was a target
     arrived: bool = False  # synchronous: held at the barrier
     scores: list = field(default_factory=list)  # [(t, value)] at each decision point / arrival
+    recent: list = field(default_factory=list)  # [(t, value)] reports since its last exploit (pruned)
+
+    def value_at(self, t: float) -> float | None:
+        """Its value at its last report at or before ``t`` (its earliest known one if none)."""
+        if not self.recent:
+            return self.value
+        best = self.recent[0][1]
+        for time, value in self.recent:
+            if time > t:
+                break
+            best = value
+        return best
 
     def to_json(self) -> dict:
         return {"order": self.order, "config": self.config, "initial": self.initial,
                 "status": self.status, "time": self.time, "value": _enc(self.value),
                 "last_perturbation": self.last_perturbation, "ckpt_time": self.ckpt_time,
                 "ever_checkpointed": self.ever_checkpointed, "exploits": self.exploits,
-                "arrived": self.arrived, "scores": [[t, _enc(v)] for t, v in self.scores]}
+                "arrived": self.arrived, "scores": [[t, _enc(v)] for t, v in self.scores],
+                "recent": [[t, _enc(v)] for t, v in self.recent]}
 
     @classmethod
     def from_json(cls, d: Mapping) -> "Member":
         return cls(int(d["order"]), dict(d["config"]), dict(d["initial"]), d["status"], d["time"],
                    _dec(d["value"]), float(d["last_perturbation"]), d["ckpt_time"],
                    bool(d["ever_checkpointed"]), int(d["exploits"]), bool(d["arrived"]),
-                   [(float(t), _dec(v)) for t, v in d["scores"]])
+                   [(float(t), _dec(v)) for t, v in d["scores"]],
+                   [(float(t), _dec(v)) for t, v in d.get("recent", [])])
 
 
 def _enc(value: float | None) -> float | str | None:
@@ -460,6 +483,10 @@ class PBT:
             return (Continue(trial_id, NOT_LIVE),)
         t, value = float(t), float(value)
         member.time, member.value = t, value
+        while member.recent and member.recent[-1][0] >= t:  # back in time: retried from a checkpoint
+            member.recent.pop()
+        member.recent.append((t, value))
+        self._prune(member)
         if has_checkpoint:
             member.ckpt_time = t
             member.ever_checkpointed = True
@@ -553,17 +580,44 @@ class PBT:
     # ---- exploit / explore ---------------------------------------------------------------
 
     def _ranked(self, trial_ids: Iterable[str]) -> list[str]:
-        """Members with a score, worst first (non-finite values rank below every finite one)."""
-        sign = 1.0 if self.mode == "max" else -1.0
+        """Members with a value, worst first: by the number of others each beats at their
+        common time (module docstring, "Ranking"); the later-added ranks lower on a tie."""
         scored = [tid for tid in trial_ids if self.members[tid].value is not None]
+        wins = {tid: 0.0 for tid in scored}
+        for i, a in enumerate(scored):
+            for b in scored[i + 1:]:
+                ma, mb = self.members[a], self.members[b]
+                common = min(ma.time, mb.time)
+                sa, sb = self._score(ma.value_at(common)), self._score(mb.value_at(common))
+                if sa > sb:
+                    wins[a] += 1.0
+                elif sb > sa:
+                    wins[b] += 1.0
+                else:
+                    wins[a] += 0.5
+                    wins[b] += 0.5
+        return sorted(scored, key=lambda tid: (wins[tid], -self.members[tid].order))
 
-        def key(tid):
-            m = self.members[tid]
-            finite = math.isfinite(m.value)
-            return (finite, sign * m.value if finite else 0.0, -m.order)
+    def _score(self, value: float | None) -> float:
+        """Higher is better; non-finite (and unknown) values rank below every finite one."""
+        if value is None or not math.isfinite(value):
+            return -math.inf
+        return value if self.mode == "max" else -value
 
-        # worst first; among equal scores the later-added member ranks lower
-        return sorted(scored, key=key)
+    def _prune(self, member: Member) -> None:
+        """Drop the reports no comparison can ask for any more: those before the last one at
+        or before the least advanced live member's time."""
+        times = [m.time for m in self.members.values()
+                 if m.status == "live" and m.value is not None and m.time is not None]
+        if not times:
+            return
+        floor = min(times)
+        keep = 0
+        for k, (t, _) in enumerate(member.recent):
+            if t <= floor:
+                keep = k
+        if keep:
+            del member.recent[:keep]
 
     def _propose(self, trial_id: str, top: Sequence[str], generation: int | None) -> Exploit | None:
         donors = [d for d in top if d != trial_id and self.members[d].ckpt_time is not None
@@ -588,7 +642,7 @@ class PBT:
                              f"commit each proposal once, as returned by on_result")
         del self._pending[exploit.target]
         donor_time = exploit.donor_time if donor_time is None else float(donor_time)
-        member = self.members[exploit.target]
+        member, donor = self.members[exploit.target], self.members[exploit.donor]
         record = LineageRecord(len(self._lineage), exploit.target, exploit.donor, exploit.time,
                                donor_time, dict(exploit.target_config), dict(exploit.donor_config),
                                dict(exploit.new_config), dict(exploit.operations), exploit.generation)
@@ -596,6 +650,7 @@ class PBT:
         member.config = dict(exploit.new_config)
         member.time = donor_time
         member.value = None  # ranked again once it reports under its new config
+        member.recent = [(donor_time, donor.value_at(donor_time))]  # the clone's start
         member.last_perturbation = donor_time
         member.ckpt_time = None
         member.exploits += 1

@@ -1,0 +1,307 @@
+"""The PBT adapter: Ray internals it relies on, its hooks with stand-ins (fast), then real
+Ray Tune runs of the PBT paper's toy problem (session fixture ``ray_local``, 2 CPUs).
+
+Real runs give each trial half a CPU, so the 4 members of the population run side by side
+on the 2 CPUs, and record every result in the driver with a callback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+
+import numpy as np
+import pytest
+from ray import tune
+from ray.tune import Callback, Checkpoint
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import TrialScheduler
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.trainable import FunctionTrainable
+
+from orchestrator.registry import scheduler_class
+from schedulers import _ray_private
+from schedulers.core.pbt import PBTConfigError, PBTStateError
+from schedulers.pbt import MetricTypeError, MissingMetricError, NoSearchSpaceError, PBTScheduler, _overlay
+from search_algs.random_search import RandomSearch
+from search_algs.space import Float, Int
+
+TOY_SPACE = {"h0": Float(0.0, 1.0), "h1": Float(0.0, 1.0)}
+ONE_HOT = [{"h0": 1.0, "h1": 0.0}, {"h0": 0.0, "h1": 1.0}] * 2
+
+
+# ---- Ray internals -----------------------------------------------------------------------
+
+
+def test_ray_private_apis_still_exist_in_this_ray():
+    """Fails loudly (naming what moved) when a Ray upgrade changes an internal PBT uses."""
+    _ray_private.verify()
+    import ray
+    from ray.train._internal.checkpoint_manager import _CheckpointManager
+    from ray.train._internal.session import _TrainingResult
+    from ray.tune.execution.tune_controller import TuneController
+
+    assert ray.__version__.startswith("2.60.")
+    for name in ("pause_trial", "_schedule_trial_save", "_schedule_trial_restore"):
+        assert callable(getattr(TuneController, name)), name
+    manager = _CheckpointManager(None)
+    marker = _TrainingResult(checkpoint=None, metrics={"training_iteration": 3})
+    manager._latest_checkpoint_result = marker
+    assert manager.latest_checkpoint_result is marker  # what a PAUSED trial restarts from
+    assert {"set_config", "set_experiment_tag", "latest_checkpoint_result"} <= set(dir(Trial))
+
+
+# ---- adapter with stand-ins --------------------------------------------------------------
+
+
+class FakeTrial:
+    def __init__(self, trial_id, config, status=Trial.PENDING):
+        self.trial_id, self.config, self.status = trial_id, dict(config), status
+        self.experiment_tag, self.storage = trial_id[-1], None
+
+    def get_trainable_cls(self):
+        return FunctionTrainable
+
+    def set_status(self, status):
+        self.status = status
+
+
+class FakeController:
+    def __init__(self, trials, searcher=None):
+        self.trials = trials
+        self.search_alg = None if searcher is None else type("Gen", (), {"searcher": searcher})()
+
+    def get_trials(self):
+        return self.trials
+
+
+def result(t, q, checkpoint=True, **extra):
+    return {"training_iteration": t, "Q": q, "should_checkpoint": checkpoint, "done": False, **extra}
+
+
+def test_registry_names_pbt():
+    assert scheduler_class("pbt") is PBTScheduler
+    assert PBTScheduler.accepts_state_path and PBTScheduler.accepts_seed
+
+
+def test_invalid_options_fail_at_construction():
+    with pytest.raises(PBTConfigError, match=r"quantile_fraction must be in \(0, 0.5\].*got 0.75; pass"):
+        PBTScheduler(quantile_fraction=0.75)
+    with pytest.raises(PBTConfigError, match="time_attr must be a non-empty result key"):
+        PBTScheduler(time_attr="")
+    with pytest.raises(PBTConfigError, match=r"mode must be 'min', 'max' or None, got 'up'"):
+        PBTScheduler(mode="up")
+    with pytest.raises(PBTConfigError, match=r"got unknown \['depth'\]"):
+        PBTScheduler(space=TOY_SPACE, mutable=["depth"])
+
+
+def test_space_comes_from_the_searcher_or_a_clear_error():
+    trial = FakeTrial("a", ONE_HOT[0])
+    searcher = RandomSearch(space=TOY_SPACE, metric="Q", mode="max")
+    s = PBTScheduler(metric="Q", mode="max")
+    s.on_trial_add(FakeController([trial], searcher), trial)
+    assert s.policy.space.names == ["h0", "h1"]
+    with pytest.raises(NoSearchSpaceError, match=r"pass PBTScheduler\(space=\.\.\.\)"):
+        PBTScheduler(metric="Q", mode="max").on_trial_add(FakeController([trial]), trial)
+    with pytest.raises(PBTConfigError, match="metric and mode must be set.*TuneConfig"):
+        PBTScheduler(space=TOY_SPACE).on_trial_add(FakeController([trial]), trial)
+    bad = FakeTrial("b", {"h0": 3.0, "h1": 0.0})
+    with pytest.raises(PBTConfigError, match=r"trial b's config does not fit.*'h0'.*3.0"):
+        s.on_trial_add(FakeController([bad]), bad)
+
+
+def test_missing_or_non_numeric_metric_is_a_clear_error():
+    s = PBTScheduler(metric="Q", mode="max", space=TOY_SPACE)
+    trial = FakeTrial("a", ONE_HOT[0], Trial.RUNNING)
+    ctl = FakeController([trial])
+    s.on_trial_add(ctl, trial)
+    with pytest.raises(MissingMetricError) as info:
+        s.on_trial_result(ctl, trial, {"training_iteration": 1, "acc": 0.3})
+    assert "metric 'Q' is missing" in str(info.value) and "['acc']" in str(info.value)
+    with pytest.raises(MetricTypeError, match=r"must be a number.*'high'"):
+        s.on_trial_result(ctl, trial, result(1, "high"))
+    assert s.on_trial_result(ctl, trial, {"training_iteration": 1, "done": True}) == "CONTINUE"
+
+
+def test_trainable_that_never_checkpoints_gets_one_warning(caplog):
+    s = PBTScheduler(metric="Q", mode="max", space=TOY_SPACE, perturbation_interval=2)
+    trials = [FakeTrial(t, c, Trial.RUNNING) for t, c in zip("abcd", ONE_HOT)]
+    ctl = FakeController(trials)
+    for trial in trials:
+        s.on_trial_add(ctl, trial)
+    with caplog.at_level(logging.WARNING, logger="schedulers.pbt"):
+        for t in range(1, 7):
+            for trial, q in zip(trials, [0.1, 0.2, 0.3, 0.4]):
+                assert s.on_trial_result(ctl, trial, result(t, q, checkpoint=False)) == "CONTINUE"
+    warnings = [r for r in caplog.records if "has not reported any checkpoint" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "checkpoint=tune.Checkpoint.from_directory" in warnings[0].getMessage()
+    assert s.lineage() == []
+
+
+def test_sync_trials_held_at_the_barrier_are_not_chosen_to_run():
+    s = PBTScheduler(metric="Q", mode="max", space=TOY_SPACE, perturbation_interval=2, synchronous=True)
+    trials = [FakeTrial(t, c, Trial.RUNNING) for t, c in zip("abcd", ONE_HOT)]
+    ctl = FakeController(trials)
+    for trial in trials:
+        s.on_trial_add(ctl, trial)
+    assert s.on_trial_result(ctl, trials[0], result(2, 0.5)) == TrialScheduler.PAUSE
+    trials[0].status = Trial.PAUSED
+    assert s.choose_trial_to_run(ctl) is None  # a is held; b, c, d are running
+    trials[3].status = Trial.ERROR
+    s.on_trial_error(ctl, trials[3])
+    assert s.choose_trial_to_run(ctl) is None  # b and c have not arrived yet
+    assert "generation 0" in s.debug_string()
+
+
+def test_config_overlay_keeps_keys_outside_the_space():
+    template = {"opt": {"lr": Float(0.0, 1.0)}, "n": Int(1, 4)}
+    donor = {"opt": {"lr": 0.5, "eps": 1e-8}, "n": 2, "data": "/d"}
+    assert _overlay(donor, {"opt": {"lr": 0.6}, "n": 3}, template) == {
+        "opt": {"lr": 0.6, "eps": 1e-8}, "n": 3, "data": "/d"}
+
+
+def test_state_file_is_read_by_a_new_scheduler(tmp_path):
+    path = tmp_path / "pbt-state.json"
+    s = PBTScheduler(metric="Q", mode="max", space=TOY_SPACE, perturbation_interval=2, state_path=path)
+    trials = [FakeTrial(t, c, Trial.RUNNING) for t, c in zip("abcd", ONE_HOT)]
+    ctl = FakeController(trials)
+    for trial in trials:
+        s.on_trial_add(ctl, trial)
+    for trial, q in zip(trials, [0.1, 0.2, 0.3, 0.4]):
+        s.on_trial_result(ctl, trial, result(2, q))
+    again = PBTScheduler(metric="Q", mode="max", space=TOY_SPACE, perturbation_interval=2, state_path=path)
+    assert again.scores() == s.scores() and set(again.scores()) == set("abcd")
+    with pytest.raises(PBTStateError, match="other options"):
+        PBTScheduler(metric="Q", mode="max", space=TOY_SPACE, perturbation_interval=3, state_path=path)
+
+
+# ---- real Ray Tune runs --------------------------------------------------------------------
+
+
+def toy_trainable(config):
+    """The toy problem of Jaderberg et al. (2017), Section 4.1, as a checkpointing trainable.
+
+    theta starts at (0.9, 0.9); each step is gradient ascent (lr 0.05) on the surrogate
+    Q^ = 1.2 - (h0 theta0^2 + h1 theta1^2); it reports the true Q = 1.2 - |theta|^2 every
+    step, with a checkpoint every ``config["checkpoint_every"]`` steps (a checkpoint per
+    perturbation interval is all PBT needs), and reads h from ``config`` after restoring.
+    It runs until Tune stops it (``RunConfig(stop=...)``: the report that meets the stop
+    criterion never reaches the scheduler, so nothing is exploited at the very end).
+    With ``config["fail_marker"]`` (a path), the first trial to reach step 6 creates that
+    file and raises: exactly one member of the population fails.
+    """
+    theta, step = np.array([0.9, 0.9]), 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d, open(os.path.join(d, "toy.json")) as f:
+            state = json.load(f)
+        theta, step = np.array(state["theta"]), state["step"]
+    h = np.array([config["h0"], config["h1"]])
+    while True:
+        step += 1
+        if config.get("fail_marker") and step == 6:
+            try:
+                os.close(os.open(config["fail_marker"], os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                pass
+            else:
+                raise RuntimeError("injected failure of one population member")
+        theta = theta + 0.05 * (-2.0 * h * theta)
+        if step % config.get("checkpoint_every", 1):
+            tune.report({"Q": 1.2 - float(theta @ theta), "step": step})
+            continue
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "toy.json"), "w") as f:
+                json.dump({"theta": theta.tolist(), "step": step}, f)
+            tune.report({"Q": 1.2 - float(theta @ theta), "step": step},
+                        checkpoint=Checkpoint.from_directory(d))
+
+
+def replay(schedule, steps):
+    """Train the toy problem from scratch following a config schedule [(t_k, config_k)]."""
+    theta = np.array([0.9, 0.9])
+    for step in range(1, steps + 1):
+        config = [c for t, c in schedule if t < step][-1]
+        theta = theta + 0.05 * (-2.0 * np.array([config["h0"], config["h1"]]) * theta)
+    return 1.2 - float(theta @ theta)
+
+
+class Rows(Callback):
+    def __init__(self):
+        self.rows = []
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.rows.append((trial.trial_id, result["training_iteration"], result["step"], result["Q"]))
+
+
+def run_toy(tmp_path, name, scheduler, steps, extra=None, max_failures=0):
+    rows = Rows()
+    points = [{**p, **(extra or {})} for p in ONE_HOT]
+    space = {**TOY_SPACE, **(extra or {})}
+    searcher = RandomSearch(space=space, metric="Q", mode="max", points_to_evaluate=points, seed=0)
+    tuner = tune.Tuner(
+        tune.with_resources(toy_trainable, {"cpu": 0.5}),
+        tune_config=tune.TuneConfig(metric="Q", mode="max", num_samples=len(points), reuse_actors=True,
+                                    search_alg=ConcurrencyLimiter(searcher, max_concurrent=len(points)),
+                                    scheduler=scheduler),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name=name, verbose=0, callbacks=[rows],
+                                  stop={"training_iteration": steps},
+                                  failure_config=tune.FailureConfig(max_failures=max_failures)))
+    return tuner.fit(), rows.rows
+
+
+def check_lineage_replays(scheduler, results, rows):
+    """Every trial's last reported Q equals training from scratch along its config schedule."""
+    assert all(step == it for _, it, step, _ in rows)  # a clone inherits the donor's iteration
+    last = {}
+    for tid, it, _, q in rows:
+        last[tid] = (it, q)
+    for tid, (it, q) in last.items():
+        assert replay(scheduler.config_schedule(tid), it) == pytest.approx(q, abs=1e-12), tid
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_toy_problem_async_pbt_reaches_high_q_with_lineage(ray_local, tmp_path):
+    state = tmp_path / "pbt-state.json"
+    s = PBTScheduler(perturbation_interval=4, resample_probability=0.5, seed=0, state_path=state)
+    results, rows = run_toy(tmp_path, "toy_async", s, steps=80, extra={"checkpoint_every": 4})
+    assert not results.errors and results.num_terminated == 4
+    lineage = s.lineage()
+    assert len(lineage) >= 3, lineage
+    trial_ids = {r.metrics["trial_id"] for r in results}
+    for record in lineage:
+        assert {record["target"], record["donor"]} <= trial_ids and record["target"] != record["donor"]
+        assert record["donor_time"] >= 4 and record["time"] >= 4
+        assert set(record["new_config"]) == {"h0", "h1", "checkpoint_every"}
+        assert 0.0 <= record["new_config"]["h0"] <= 1.0 and 0.0 <= record["new_config"]["h1"] <= 1.0
+    best = max(q for *_, q in rows)
+    first = min(it for _, it, _, q in rows if q >= 1.19) if best >= 1.19 else None
+    print(f"\nasync toy: {len(lineage)} exploits, best Q {best:.5f}, first Q >= 1.19 at step {first}")
+    assert best >= 1.19  # exploit-free training from one-hot h stays at 0.39
+    check_lineage_replays(s, results, rows)
+    # the state file keeps lineage and scores for a resumed experiment
+    again = PBTScheduler(metric="Q", mode="max", space={**TOY_SPACE, "checkpoint_every": 4},
+                         perturbation_interval=4,
+                         resample_probability=0.5, seed=0, state_path=state)
+    assert again.lineage() == lineage and again.scores() == s.scores()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_toy_problem_sync_pbt_survives_a_member_failing(ray_local, tmp_path):
+    s = PBTScheduler(perturbation_interval=4, resample_probability=0.5, seed=0, synchronous=True)
+    marker = str(tmp_path / "failed")
+    results, rows = run_toy(tmp_path, "toy_sync", s, steps=24,
+                            extra={"checkpoint_every": 4, "fail_marker": marker})
+    assert len(results.errors) == 1 and results.num_terminated == 3 and os.path.exists(marker)
+    (failed,) = [tid for tid, m in s.policy.members.items() if m.status == "errored"]
+    survivors = {tid for tid in s.policy.members if tid != failed}
+    assert {tid for tid, it, *_ in rows if it == 24} == survivors  # nobody left paused
+    lineage = s.lineage()
+    assert lineage and all(r["generation"] is not None and r["time"] % 4 == 0 for r in lineage)
+    assert s.policy.generation == 5  # barriers 4, 8, ..., 20 (the report at 24 stops the trial)
+    check_lineage_replays(s, results, [r for r in rows if r[0] != failed])
