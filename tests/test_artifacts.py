@@ -152,7 +152,8 @@ def test_best_model_is_registered_as_champion_and_predicts(digits_run, mlflow_se
         f"{model_name}/{version.version}"
     assert version.source.startswith("models:/m-")  # a logged model (MLflow 3), not a run path
     logged = client.get_logged_model(version.source.removeprefix("models:/"))
-    assert logged.experiment_id == result.mlflow_experiment_id and logged.source_run_id == result.mlflow_run_id
+    assert logged.experiment_id == result.mlflow_experiment_id
+    assert logged.source_run_id == result.mlflow_run_id
     with artifacts._tracking_uri(mlflow_server):
         model = mlflow.pytorch.load_model(f"models:/{model_name}@champion")
     _, (x_val, y_val) = load_digits_split()
@@ -185,9 +186,37 @@ def test_lineage_records_give_a_lineage_plot(digits_run, mlflow_server, tmp_path
     assert files.get("plots/pbt_lineage.png", 0) > 2000
     with open(client.download_artifacts(run_id, "pbt_lineage.json", str(tmp_path))) as f:
         lineage = json.load(f)
-    assert [(r["target"], r["donor"], r["step"], r["donor_step"]) for r in lineage] == [(a, b, 1, 1), (c, b, 2, 1)]
+    assert [(r["target"], r["donor"], r["step"], r["donor_step"]) for r in lineage] == \
+        [(a, b, 1, 1), (c, b, 2, 1)]
     assert lineage[0]["new_config"] == {"lr": 0.12, "hidden": 20}
     assert report.model_version is None  # register_model is the spec's, and this spec has none
+
+
+def test_remote_checkpoint_is_a_tag_and_storage_is_searched_without_a_grid(digits_run, mlflow_server):
+    """With remote storage (here: a checkpoint whose filesystem says s3) only the URI is kept;
+    without a result grid the best checkpoint is found in the experiment directory."""
+    from types import SimpleNamespace
+
+    result, _ = digits_run
+    found = artifacts.best_checkpoint(SimpleNamespace(best_trial_id=result.best_trial_id, result_grid=None),
+                                      result.experiment_path)
+    expected = next(r.checkpoint for r in result.result_grid if r.metrics["trial_id"] == result.best_trial_id)
+    assert found is not None and found.path == expected.path
+
+    remote = SimpleNamespace(path="bucket/runs/exp/trial/checkpoint_000001",
+                             filesystem=SimpleNamespace(type_name="s3"))
+    fake = SimpleNamespace(**{k: getattr(result, k) for k in (
+        "best_trial_id", "best_config", "best_metric", "metric", "mode", "trials", "errors", "note")},
+        result_grid=[SimpleNamespace(metrics={"trial_id": result.best_trial_id}, checkpoint=remote)])
+    client = _client(mlflow_server)
+    run_id = client.create_run(result.mlflow_experiment_id, run_name="remote").info.run_id
+    spec = ExperimentSpec("examples.digits_mlp:train_digits", DIGITS_SPACE, "val_loss", "min")
+    report = artifacts.log_run_artifacts(mlflow_server, run_id, result.experiment_path, fake, spec=spec)
+    assert report.complete, report.failed
+    assert f"tag {artifacts.BEST_CHECKPOINT_TAG}" in report.uploaded
+    assert client.get_run(run_id).data.tags[artifacts.BEST_CHECKPOINT_TAG] == \
+        "s3://bucket/runs/exp/trial/checkpoint_000001"
+    assert not any(p.startswith("best_checkpoint") for p, _ in _all_artifacts(client, run_id))
 
 
 def test_lineage_of_finds_a_schedulers_lineage():
@@ -201,6 +230,13 @@ def test_lineage_of_finds_a_schedulers_lineage():
     assert artifacts.lineage_of(Policy()) == [("t1", "t0", 4, {}, {})]
     assert artifacts.lineage_of(Adapter()) == [("t1", "t0", 4, {}, {})]
     assert artifacts.lineage_of(object()) is None
+    record = {"seq": 0, "target": "t1", "donor": "t0", "time": 8.0, "donor_time": 6.0,
+              "target_config": {"lr": 0.1}, "donor_config": {"lr": 0.2}, "new_config": {"lr": 0.24},
+              "operations": {"lr": "perturb*1.2"}, "generation": None}  # PBTScheduler.lineage()
+    assert artifacts.normalise_lineage([record]) == [{
+        "seq": 0, "target": "t1", "donor": "t0", "step": 8.0, "donor_step": 6.0,
+        "old_config": {"lr": 0.1}, "donor_config": {"lr": 0.2}, "new_config": {"lr": 0.24},
+        "operations": {"lr": "perturb*1.2"}, "generation": None}]
     with pytest.raises(ValueError, match="target, donor, step"):
         artifacts.normalise_lineage([("t1", "t0")])
 
@@ -254,7 +290,8 @@ def test_a_run_whose_artifacts_fail_still_returns_its_result(ray_local, mlflow_s
     monkeypatch.setattr(artifacts, "log_run_artifacts",
                         lambda uri, *args, **kwargs: original(dead, *args, **kwargs))
     caplog.set_level(logging.WARNING, logger="orchestrator.tracking.artifacts")
-    result = tune(quick_steps, {"x": Float(0.0, 1.0)}, metric="loss", mode="min", num_samples=1, tracking_uri=mlflow_server, storage_path=str(tmp_path),
+    result = tune(quick_steps, {"x": Float(0.0, 1.0)}, metric="loss", mode="min", num_samples=1,
+                  tracking_uri=mlflow_server, storage_path=str(tmp_path),
                   name="artifacts-dead", verbose=0)
     assert result.best_metric is not None and len(result.trials) == 1
     assert "incomplete" in caplog.text and "tracking server unreachable" in caplog.text
@@ -267,7 +304,7 @@ def test_a_run_whose_artifacts_fail_still_returns_its_result(ray_local, mlflow_s
 
 def test_register_model_needs_load_model_and_tracking():
     base = {"space": {"x": {"type": "float", "low": 0, "high": 1}}, "metric": "loss", "mode": "min"}
-    with pytest.raises(SpecError, match=r"register_model: the trainable's module 'trainables' defines no load_model"):
+    with pytest.raises(SpecError, match=r"the trainable's module 'trainables' defines no load_model"):
         ExperimentSpec.from_dict({**base, "trainable": "trainables:slow_steps", "register_model": "m"})
     with pytest.raises(SpecError, match="defines no load_model"):  # refused before Ray starts
         tune(quick_steps, {"x": Float(0.0, 1.0)}, metric="loss", mode="min", register_model="m")

@@ -207,7 +207,7 @@ class _Run:
         if self.register_model is None:
             self.register_model = getattr(self.spec, "register_model", None)
         if self.lineage is not None:
-            self.lineage = normalise_lineage(self.lineage)
+            self.lineage = list(self.lineage)  # normalised in its own step: a bad record is named
 
         with tempfile.TemporaryDirectory(prefix="tuneorch-artifacts-") as stage:
             self.stage = stage
@@ -242,7 +242,8 @@ class _Run:
                         self._probe()
                     except Exception as down:  # noqa: BLE001
                         for rest, _ in steps[i + 1:]:
-                            self.report.failed[rest] = f"skipped: tracking server unreachable ({_short(down)})"
+                            self.report.failed[rest] = (f"skipped: tracking server unreachable "
+                                                        f"({_short(down)})")
                         return
             self._final_tag()
 
@@ -323,6 +324,7 @@ class _Run:
         self.report.failed.update(broken)
 
     def _lineage(self) -> None:
+        self.lineage = normalise_lineage(self.lineage)
         path = os.path.join(self.stage, "pbt_lineage.json")
         with open(path, "w") as f:
             json.dump(self.lineage, f, indent=2, default=_json_default)
@@ -468,8 +470,8 @@ def _checkpoint_from_storage(experiment_path: str, trial_id: str) -> Any:
 
     fs, root = _filesystem(experiment_path)
     for info in fs.get_file_info(pafs.FileSelector(root, allow_not_found=True)):
-        if info.type != pafs.FileType.Directory or not info.base_name.endswith(trial_id) \
-                and f"_{trial_id.rsplit('_', 1)[-1]}_" not in info.base_name:
+        # Tune names trial directories <trainable>_<trial_id>_<index>_<config>_<date>
+        if info.type != pafs.FileType.Directory or f"_{trial_id}_" not in f"{info.base_name}_":
             continue
         children = fs.get_file_info(pafs.FileSelector(info.path, allow_not_found=True))
         checkpoints = sorted(c.path for c in children if c.type == pafs.FileType.Directory
@@ -521,9 +523,10 @@ def log_and_register_model(tracking_uri: str, run_id: str, checkpoint: Any, conf
         # Created here, in the run's experiment: log_model alone would put it in the fluent
         # API's current experiment (Default, with its artifacts under ./mlruns for a database).
         run = client.get_run(run_id)
+        where = checkpoint.path if _is_local(checkpoint) else _uri(checkpoint)
         logged = client.create_logged_model(
             run.info.experiment_id, name="model", source_run_id=run_id,
-            params=dict(run.data.params), tags={"tuneorch.checkpoint": str(checkpoint.path)[:5000]})
+            params=dict(run.data.params), tags={"tuneorch.checkpoint": where[:5000]})
         info = mlflow.pytorch.log_model(
             model, name="model", run_id=run_id, model_id=logged.model_id,
             pip_requirements=_pip_requirements(),  # given: no inference subprocess
@@ -587,11 +590,13 @@ def _tracking_uri(uri: str):
 
 
 def normalise_lineage(records: Iterable) -> list[dict]:
-    """Lineage records as ``{"target", "donor", "step", "donor_step", "old_config", "new_config"}``."""
+    """Lineage records as ``{"target", "donor", "step", "donor_step", "old_config", "new_config"}``
+    (plus any other key of a mapping record, e.g. PBTScheduler's ``operations``)."""
     out = []
     for record in records:
         if hasattr(record, "to_json"):
             record = record.to_json()
+        extra = dict(record) if isinstance(record, Mapping) else {}  # operations, generation...
         if isinstance(record, (tuple, list)):
             if len(record) != 5:
                 raise ValueError(f"lineage: a record is (target, donor, step, old_config, "
@@ -606,7 +611,9 @@ def normalise_lineage(records: Iterable) -> list[dict]:
             donor_step = get("donor_step", get("donor_time", step))
             old = get("old_config", get("target_config"))
             new = get("new_config")
-        out.append({"target": str(target), "donor": str(donor), "step": step,
+        for key in ("time", "donor_time", "target_config"):  # renamed below
+            extra.pop(key, None)
+        out.append({**extra, "target": str(target), "donor": str(donor), "step": step,
                     "donor_step": donor_step, "old_config": dict(old or {}),
                     "new_config": dict(new or {})})
     return out
@@ -686,7 +693,8 @@ def plot_optimization_history(trials: Any, metric: str, mode: str, path: str,
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trial (creation order)")
     ax.set_ylabel(metric)
-    ax.set_title(f"Optimisation history: {len(values)} trials, best {metric} = {np.nanmin(best) if mode == 'min' else np.nanmax(best):.4g}")
+    overall = np.nanmin(best) if mode == "min" else np.nanmax(best)
+    ax.set_title(f"Optimisation history: {len(values)} trials, best {metric} = {overall:.4g}")
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     fig.savefig(path)
@@ -751,7 +759,7 @@ def plot_parallel_coordinates(trials: Any, metric: str, mode: str, path: str,
     if finite.any():
         lo, hi = float(values[finite].min()), float(values[finite].max())
         span = (hi - lo) or 1.0
-        metric_pos = np.where(finite, (values - lo) / span, np.nan) if hi > lo else np.where(finite, 0.5, np.nan)
+        metric_pos = np.where(finite, (values - lo) / span if hi > lo else 0.5, np.nan)
         axes.append({"label": metric, "pos": metric_pos,
                      "ticks": [(0.0, f"{lo:.4g}"), (1.0, f"{hi:.4g}")] if hi > lo else [(0.5, f"{lo:.4g}")]})
     if not axes:
