@@ -219,6 +219,37 @@ def test_remote_checkpoint_is_a_tag_and_storage_is_searched_without_a_grid(digit
     assert not any(p.startswith("best_checkpoint") for p, _ in _all_artifacts(client, run_id))
 
 
+def test_plots_take_pbt_repeats_choices_gaps_and_odd_ids(tmp_path):
+    """The plot functions alone: steps reported twice (a PBT clone), string choices, a
+    conditional parameter missing in some trials, a non-finite metric, ids without order."""
+    import numpy as np
+    import pandas as pd
+
+    ids = ["f3", "0a", "c1", "9b"]
+    metrics = pd.DataFrame(
+        [(t, s, 100 + 10 * k + s, "loss", 1.0 / (s + k)) for k, t in enumerate(ids) for s in range(1, 7)]
+        + [("c1", s, 200 + s, "loss", 0.05 / s) for s in (4, 5, 6)],  # c1 cloned at 3, re-reports 4..6
+        columns=["trial_id", "step", "timestamp", "key", "value"])
+    trials = pd.DataFrame({"trial_id": ids, "loss": [0.2, np.nan, 0.01, 0.15],
+                           "config/lr": [1e-3, 1e-2, 3e-2, 1e-4],
+                           "config/opt": ["adam", "sgd", "adam", "rms"],
+                           "config/depth": [2.0, np.nan, 3.0, np.nan], "config/epochs": [6, 6, 6, 6]})
+    space = {"lr": {"type": "float", "log": True},
+             "opt": {"type": "categorical", "choices": ["sgd", "adam", "rms"]}}
+    lineage = artifacts.normalise_lineage([("c1", "f3", 3, {"lr": 0.01}, {"lr": 0.03})])
+    paths = {name: str(tmp_path / f"{name}.png") for name in ("history", "parallel", "curves", "lineage")}
+    artifacts.plot_optimization_history(trials, "loss", "min", paths["history"], order=ids)
+    artifacts.plot_parallel_coordinates(trials, "loss", "min", paths["parallel"], space)
+    artifacts.plot_learning_curves(metrics, "loss", "min", paths["curves"], best_trial="c1", order=ids)
+    artifacts.plot_pbt_lineage(lineage, metrics, "loss", "min", paths["lineage"], order=ids)
+    for path in paths.values():
+        with open(path, "rb") as f:
+            assert f.read(8) == PNG_MAGIC and os.path.getsize(path) > 2000
+    with pytest.raises(artifacts._Nothing):
+        artifacts.plot_learning_curves(metrics, "accuracy", "max", str(tmp_path / "none.png"))
+    assert artifacts.creation_order(None, metrics) == ["f3", "0a", "c1", "9b"]  # by first report
+
+
 def test_lineage_of_finds_a_schedulers_lineage():
     class Policy:
         def lineage(self):

@@ -805,7 +805,9 @@ def plot_learning_curves(metrics: Any, metric: str, mode: str, path: str,
         raise _Nothing(f"no trial reported {metric!r}")
     curves = {}
     for trial_id, group in rows.groupby(rows["trial_id"].astype(str), sort=False):
-        group = group.sort_values("step")
+        # a PBT clone reports the steps after the cloned checkpoint again: keep the latest
+        by = ["step", "timestamp"] if "timestamp" in group else ["step"]
+        group = group.sort_values(by, kind="stable").drop_duplicates("step", keep="last")
         curves[trial_id] = (group["step"].to_numpy(dtype=float), group["value"].to_numpy(dtype=float))
     finals = {t: (v[np.isfinite(v)][-1] if np.isfinite(v).any() else np.nan) for t, (_, v) in curves.items()}
     fig = _figure(7, 4.2)
@@ -843,9 +845,9 @@ def plot_learning_curves(metrics: Any, metric: str, mode: str, path: str,
 
 def plot_pbt_lineage(lineage: list[dict], metrics: Any, metric: str | None, mode: str,
                      path: str, order: Sequence[str] | None = None) -> None:
-    """One row per trial over training_iteration (dots coloured by ``metric``); an arrow per
-    exploit from the donor (at the step of its checkpoint) to the target, labelled with the
-    config keys that changed."""
+    """One row per trial over training_iteration (dots coloured by ``metric``); per exploit an
+    arrow from the donor to the target at the step of the cloned checkpoint (where the target
+    continues), an x at the step where the target was exploited, and the config changes."""
     import numpy as np
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
@@ -879,15 +881,23 @@ def plot_pbt_lineage(lineage: list[dict], metrics: Any, metric: str | None, mode
         donor_step = _as_float(record["donor_step"], step)
         if step is None:
             continue
-        ax.annotate("", xy=(step, y[record["target"]]), xytext=(donor_step, y[record["donor"]]),
-                    arrowprops={"arrowstyle": "->", "color": "C3", "lw": 1.2}, zorder=3)
+        # the target continues from the donor's checkpoint: arrow at donor_step; x where it was
+        # exploited (its later reports repeat the steps in between)
+        target, donor = y[record["target"]], y[record["donor"]]
+        ax.annotate("", xy=(donor_step, target), xytext=(donor_step, donor),
+                    arrowprops={"arrowstyle": "->", "color": "C3", "lw": 1.3}, zorder=3)
+        if step != donor_step:
+            ax.plot([donor_step, step], [target, target], color="C3", lw=0.8, ls=":", zorder=3)
+            ax.scatter([step], [target], marker="x", color="C3", s=30, zorder=4)
         if label_exploits:
-            ax.text(step, y[record["target"]] + 0.18, _changes(record["old_config"], record["new_config"]),
+            ax.text(donor_step, target + 0.18, _changes(record["old_config"], record["new_config"]),
                     fontsize=6, color="C3", ha="center", va="bottom")
     ax.set_yticks(range(len(order)), order, fontsize=7)
     ax.set_ylim(-0.7, len(order) - 0.3)
     ax.set_xlabel("training_iteration")
-    ax.set_title(f"PBT lineage: {len(lineage)} exploits (arrow: donor -> target)")
+    n = len(lineage)
+    ax.set_title(f"PBT lineage: {n} exploit{'' if n == 1 else 's'} (arrow: donor -> target, "
+                 f"x: exploited at)", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     if norm is not None:
         fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=metric)
