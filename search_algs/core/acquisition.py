@@ -77,17 +77,30 @@ def log_h(z: torch.Tensor) -> torch.Tensor:
       would have (~eps z^2). Ament et al. switch at ``-1/sqrt(eps)`` with the first term only.
     """
     z = torch.as_tensor(z, dtype=DTYPE)
-    z_up = z.clamp(min=_Z_MID)
-    h_up = torch.exp(-0.5 * z_up * z_up - _LOG_SQRT_2PI) + z_up * torch.special.ndtr(z_up)
-    up = torch.log(h_up)
-    z_mid = z.clamp(min=_Z_TAIL, max=_Z_MID)
-    log_phi_mid = -0.5 * z_mid * z_mid - _LOG_SQRT_2PI
-    inner = torch.log(-z_mid) + _HALF_LOG_HALF_PI + torch.log(torch.special.erfcx(-z_mid * _INV_SQRT2))
-    mid = log_phi_mid + _log1mexp(inner)
-    z_tail = z.clamp(min=-1e150, max=_Z_TAIL)
-    w = 1.0 / (z_tail * z_tail)
-    tail = -0.5 * z_tail * z_tail - _LOG_SQRT_2PI + torch.log(w) + torch.log1p(-3.0 * w + 15.0 * w * w)
-    return torch.where(z > _Z_MID, up, torch.where(z >= _Z_TAIL, mid, tail))
+    is_up = z > _Z_MID
+    is_tail = z < _Z_TAIL
+    if bool(is_up.all()):  # fast paths: one branch serves every element
+        return _log_h_up(z)
+    if not bool(is_up.any()) and not bool(is_tail.any()):
+        return _log_h_mid(z)
+    return torch.where(is_up, _log_h_up(z.clamp(min=_Z_MID)),
+                       torch.where(is_tail, _log_h_tail(z.clamp(max=_Z_TAIL)),
+                                   _log_h_mid(z.clamp(min=_Z_TAIL, max=_Z_MID))))
+
+
+def _log_h_up(z: torch.Tensor) -> torch.Tensor:  # z >= -1
+    return torch.log(torch.exp(-0.5 * z * z - _LOG_SQRT_2PI) + z * torch.special.ndtr(z))
+
+
+def _log_h_mid(z: torch.Tensor) -> torch.Tensor:  # -200 <= z <= -1
+    inner = torch.log(-z) + _HALF_LOG_HALF_PI + torch.log(torch.special.erfcx(-z * _INV_SQRT2))
+    return -0.5 * z * z - _LOG_SQRT_2PI + _log1mexp(inner)
+
+
+def _log_h_tail(z: torch.Tensor) -> torch.Tensor:  # z <= -200
+    z = z.clamp(min=-1e150)
+    w = 1.0 / (z * z)
+    return -0.5 * z * z - _LOG_SQRT_2PI + torch.log(w) + torch.log1p(-3.0 * w + 15.0 * w * w)
 
 
 def log_ei(mean: torch.Tensor, var: torch.Tensor, tau: float | torch.Tensor) -> torch.Tensor:

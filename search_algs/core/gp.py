@@ -35,18 +35,25 @@ Design choices
   separates; 0.5 keeps the extra numeric distance between them at most 0.5.
 * **Priors** (MAP fit, on ``theta``):
 
-  - ``log l_j ~ Normal(sqrt(2) + log(D) / 2, sqrt(3))``: the dimension-scaled prior of
-    Hvarfner, Hellsten and Nardi, "Vanilla Bayesian Optimization Performs Great in High
-    Dimensions", ICML 2024. Longer lengthscales as ``D`` grows keep the model from calling
-    every point in a high-dimensional cube unrelated to every other.
+  - ``log l_j ~ Normal(-1 + log(D) / 2, 1)``: the dimension scaling of Hvarfner, Hellsten
+    and Nardi, "Vanilla Bayesian Optimization Performs Great in High Dimensions", ICML 2024
+    (the prior median grows like ``sqrt(D)``, so a high-dimensional cube does not look
+    like unrelated points), recentred for tuning-sized problems. Their centre ``sqrt(2)``
+    (median ``l = 4.1 sqrt(D)``, scale ``sqrt(3)``) let the fit explain bumpy objectives
+    as noise along near-irrelevant dimensions (``l ~ 10`` on the unit cube) and measured
+    worse here: Hartmann6 at 40 evaluations, median regret over 10 seeds 0.09 with it,
+    0.011 with this prior (median ``l`` 0.52 at ``D = 2``, 0.90 at 6, 1.6 at 20); Branin
+    at 30 evaluations 0.003 with either.
   - ``log s2_f ~ Normal(0, 1)``: targets are standardised, so about one.
   - ``log s2_n ~ Normal(-8, 2)`` with ``s2_n >= 1e-6``: tuning objectives are often nearly
     deterministic; a wide prior centred low lets the data decide (bounds below).
 * **Fit**: L-BFGS-B (scipy) on ``theta`` within box bounds, gradients by torch autograd,
-  float64 throughout. Starts from the previous fit (warm start) and from the prior's
-  centre, keeps the best. When every start fails (Cholesky breaks down even with jitter,
-  non-finite objective) the caller's fallback (previous hyperparameters, else the defaults)
-  is used and a warning is logged: :func:`fit_map` never returns ``NaN``.
+  float64 throughout, from several starts (the caller's choice: the suggestion loop uses
+  the previous fit, and every few observations also the prior's centre and
+  :meth:`GPPrior.short_theta`); the best MAP value wins. When every start fails (Cholesky
+  breaks down even with jitter, non-finite objective) the caller's fallback (previous
+  hyperparameters, else the defaults) is used and a warning is logged: :func:`fit_map`
+  never returns ``NaN``.
 * **Cholesky with growing jitter**: ``1e-9, 1e-8, ..., 1e-3`` times the mean diagonal
   added until the factorisation succeeds; :class:`GPNumericalError` beyond that.
 """
@@ -140,9 +147,10 @@ class GPPrior:
 
     def short_theta(self, dim: int) -> np.ndarray:  # (D + 2,)
         """A second start: lengthscales 1.5 prior standard deviations below the centre.
-        From the centre alone the fit often settles in the "all noise" local optimum
-        (long lengthscales, noise ~ signal variance) on bumpy objectives such as
-        Hartmann6 at 30 points; from here it finds the better, wigglier optimum."""
+        The marginal likelihood of bumpy objectives often has an "all noise" local optimum
+        (long lengthscales, noise ~ signal variance) next to the better, wigglier one;
+        starting from long lengthscales the fit can settle in the first (seen on Hartmann6
+        at 30 points), from short ones it reaches the second."""
         theta = self.loc(dim)
         theta[:-2] -= 1.5 * self.lengthscale_scale
         return self.clip(theta)
@@ -207,6 +215,8 @@ def features(U: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
     """
     missing = torch.isnan(U)  # (m, D)
     is_cat = levels > 0  # (D,)
+    if not bool(is_cat.any()) and not bool(missing.any()):
+        return U  # all numeric and active: nothing to do (the common case, and cheaper to differentiate)
     numeric = torch.where(missing, torch.full_like(U, 0.5), U)
     safe = torch.nan_to_num(U, nan=0.0).detach()
     level = torch.minimum(torch.floor(safe * levels), (levels - 1).clamp_min(0).to(DTYPE))
