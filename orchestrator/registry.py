@@ -14,6 +14,7 @@ SEARCHERS: dict[str, str] = {
     "random": "search_algs.random_search:RandomSearch",
     "tpe": "search_algs.tpe:TPESearch",
     "gp-ei": "search_algs.gp_ei:GPEISearch",
+    "kg": "search_algs.kg:KGSearch",
 }
 
 SCHEDULERS: dict[str, str | None] = {
