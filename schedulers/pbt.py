@@ -578,6 +578,7 @@ def _copy_checkpoint(checkpoint: Any, suffix: str) -> Any:
     from ray.tune import Checkpoint
 
     destination = f"{str(checkpoint.path).rstrip('/')}-{suffix}"
+    checkpoint.filesystem.create_dir(destination, recursive=True)
     pyarrow.fs.copy_files(checkpoint.path, destination, source_filesystem=checkpoint.filesystem,
                           destination_filesystem=checkpoint.filesystem)
     return Checkpoint(path=destination, filesystem=checkpoint.filesystem)

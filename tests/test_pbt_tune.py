@@ -57,12 +57,13 @@ def test_ray_private_apis_still_exist_in_this_ray():
 
 
 class FakeTrial:
-    def __init__(self, trial_id, config, status=Trial.PENDING):
+    def __init__(self, trial_id, config, status=Trial.PENDING, trainable=FunctionTrainable):
         self.trial_id, self.config, self.status = trial_id, dict(config), status
-        self.experiment_tag, self.storage = trial_id[-1], None
+        self.experiment_tag, self.storage, self.trainable = trial_id[-1], None, trainable
+        self.latest_checkpoint_result = None  # none registered: exploits of it are called off
 
     def get_trainable_cls(self):
-        return FunctionTrainable
+        return self.trainable
 
     def set_status(self, status):
         self.status = status
@@ -75,6 +76,9 @@ class FakeController:
 
     def get_trials(self):
         return self.trials
+
+    def _schedule_trial_save(self, trial, result=None):
+        self.saves = getattr(self, "saves", []) + [trial.trial_id]
 
 
 def result(t, q, checkpoint=True, **extra):
@@ -139,6 +143,49 @@ def test_trainable_that_never_checkpoints_gets_one_warning(caplog):
     assert len(warnings) == 1
     assert "checkpoint=tune.Checkpoint.from_directory" in warnings[0].getMessage()
     assert s.lineage() == []
+
+
+def test_time_sharing_pauses_only_for_a_trial_that_keeps_waiting():
+    s = PBTScheduler(metric="Q", mode="max", space=TOY_SPACE, perturbation_interval=2)
+    a, b = FakeTrial("a", ONE_HOT[0], Trial.RUNNING), FakeTrial("b", ONE_HOT[1], Trial.RUNNING)
+    c = FakeTrial("c", ONE_HOT[0])  # PENDING: the cluster holds two trials
+    ctl = FakeController([a, b, c])
+    for trial in (a, b, c):
+        s.on_trial_add(ctl, trial)
+    assert s.on_trial_result(ctl, b, result(2, 0.1)) == "CONTINUE"
+    assert s.on_trial_result(ctl, a, result(2, 0.9)) == "CONTINUE"  # c just started waiting
+    assert s.on_trial_result(ctl, a, result(3, 0.9)) == "CONTINUE"  # not a decision point
+    assert s.on_trial_result(ctl, a, result(4, 0.9)) == "PAUSE"  # c waited a whole interval
+    a.status = Trial.PAUSED
+    assert s.choose_trial_to_run(ctl) is c  # the least advanced waiting trial goes first
+    # b (the worst) tries to exploit a instead of yielding; no checkpoint is registered for
+    # the stand-in a, so the exploit is called off and b goes on
+    assert s.on_trial_result(ctl, b, result(4, 0.2)) == "CONTINUE" and s.policy.aborted == 1
+    c.status = Trial.RUNNING
+    assert s.on_trial_result(ctl, c, result(2, 0.5)) == "CONTINUE"  # a just started waiting
+    assert s.on_trial_result(ctl, c, result(4, 0.5, checkpoint=False)) == "CONTINUE"  # no checkpoint
+    assert s.on_trial_result(ctl, c, result(5, 0.5)) == "CONTINUE"  # not a decision point
+    assert s.on_trial_result(ctl, c, result(6, 0.5)) == "PAUSE"
+    # a population that fits the cluster is never paused for time sharing
+    fits = PBTScheduler(metric="Q", mode="max", space=TOY_SPACE, perturbation_interval=2)
+    x, y = FakeTrial("x", ONE_HOT[0], Trial.RUNNING), FakeTrial("y", ONE_HOT[1], Trial.RUNNING)
+    ctl = FakeController([x, y])
+    for trial in (x, y):
+        fits.on_trial_add(ctl, trial)
+    assert {fits.on_trial_result(ctl, x, result(t, 0.1 * t)) for t in range(1, 12)} == {"CONTINUE"}
+
+
+def test_class_trainable_is_asked_to_save_at_decision_points():
+    from ray.tune import Trainable
+
+    s = PBTScheduler(metric="Q", mode="max", space=TOY_SPACE, perturbation_interval=2)
+    trials = [FakeTrial(t, c, Trial.RUNNING, trainable=Trainable) for t, c in zip("ab", ONE_HOT)]
+    ctl = FakeController(trials)
+    for trial in trials:
+        s.on_trial_add(ctl, trial)
+    for t in (1, 2, 3, 4):
+        s.on_trial_result(ctl, trials[1], result(t, 0.5, checkpoint=False))
+    assert ctl.saves == ["b", "b"]  # at t=2 and t=4, its decision points
 
 
 def test_sync_trials_held_at_the_barrier_are_not_chosen_to_run():
@@ -237,7 +284,7 @@ class Rows(Callback):
         self.rows.append((trial.trial_id, result["training_iteration"], result["step"], result["Q"]))
 
 
-def run_toy(tmp_path, name, scheduler, steps, extra=None, max_failures=0):
+def run_toy(tmp_path, name, scheduler, steps, extra=None, num_to_keep=None):
     rows = Rows()
     points = [{**p, **(extra or {})} for p in ONE_HOT]
     space = {**TOY_SPACE, **(extra or {})}
@@ -249,7 +296,7 @@ def run_toy(tmp_path, name, scheduler, steps, extra=None, max_failures=0):
                                     scheduler=scheduler),
         run_config=tune.RunConfig(storage_path=str(tmp_path), name=name, verbose=0, callbacks=[rows],
                                   stop={"training_iteration": steps},
-                                  failure_config=tune.FailureConfig(max_failures=max_failures)))
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=num_to_keep)))
     return tuner.fit(), rows.rows
 
 
@@ -292,16 +339,34 @@ def test_toy_problem_async_pbt_reaches_high_q_with_lineage(ray_local, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_toy_problem_sync_pbt_survives_a_member_failing(ray_local, tmp_path):
-    s = PBTScheduler(perturbation_interval=4, resample_probability=0.5, seed=0, synchronous=True)
+def test_toy_problem_sync_pbt_survives_a_failing_member(ray_local, tmp_path):
+    """One member fails while the others wait at a barrier: the run ends, nobody is left
+    paused. Tune keeps only the latest checkpoint of each trial (``num_to_keep=1``), so
+    cloned checkpoints must be copied before the donor's next one deletes them."""
     marker = str(tmp_path / "failed")
-    results, rows = run_toy(tmp_path, "toy_sync", s, steps=24,
+    s = PBTScheduler(perturbation_interval=4, resample_probability=0.5, seed=0, synchronous=True)
+    results, rows = run_toy(tmp_path, "toy_sync", s, steps=16, num_to_keep=1,
                             extra={"checkpoint_every": 4, "fail_marker": marker})
-    assert len(results.errors) == 1 and results.num_terminated == 3 and os.path.exists(marker)
+    assert os.path.exists(marker) and len(results.errors) == 1 and results.num_terminated == 3
     (failed,) = [tid for tid, m in s.policy.members.items() if m.status == "errored"]
     survivors = {tid for tid in s.policy.members if tid != failed}
-    assert {tid for tid, it, *_ in rows if it == 24} == survivors  # nobody left paused
+    assert {tid for tid, it, *_ in rows if it == 16} == survivors  # nobody left paused
+    assert s.policy.generation == 3  # barriers 4, 8, 12 (the report at 16 stops the trial)
     lineage = s.lineage()
     assert lineage and all(r["generation"] is not None and r["time"] % 4 == 0 for r in lineage)
-    assert s.policy.generation == 5  # barriers 4, 8, ..., 20 (the report at 24 stops the trial)
     check_lineage_replays(s, results, [r for r in rows if r[0] != failed])
+    copies = [d for _, dirs, _ in os.walk(results.experiment_path) for d in dirs if "-pbt-" in d]
+    assert len(copies) == len(lineage)
+
+
+def test_orchestrator_builds_pbt_with_state_path_and_seed(tmp_path):
+    from orchestrator.api import build_scheduler
+    from orchestrator.spec import ExperimentSpec
+
+    spec = ExperimentSpec(trainable=toy_trainable, space=TOY_SPACE, metric="Q", mode="max", seed=7,
+                          scheduler="pbt", scheduler_options={"perturbation_interval": 2,
+                                                              "perturbation_factors": [0.5, 2.0]})
+    s = build_scheduler(spec, str(tmp_path))
+    assert isinstance(s, PBTScheduler)
+    assert s.state_path == os.path.join(str(tmp_path), "pbt-state.json")
+    assert s._options["seed"] == 7 and s._options["perturbation_factors"] == (0.5, 2.0)
