@@ -13,6 +13,9 @@ import time
 import pytest
 
 import orchestrator
+from mlflow import MlflowClient
+from search_algs import Float
+from trainables import slow_steps
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -37,7 +40,7 @@ def test_resume_after_the_driver_is_killed(ray_local, tmp_path):
         orchestrator.tune(slow_steps, {{"x": Float(0.0, 1.0), "log_dir": {str(log_dir)!r}}},
                           metric="loss", mode="min", num_samples=6, max_concurrent=2,
                           resources={{"cpu": 0.5}}, seed=5, storage_path={str(storage)!r},
-                          tracking_uri="", name="resume-me", verbose=0)
+                          name="resume-me", verbose=0)
     """)
     env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "0"}
     driver = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT / "tests", env=env,
@@ -65,3 +68,22 @@ def test_resume_after_the_driver_is_killed(ray_local, tmp_path):
     # Trials that had finished were not trained again (their markers did not change).
     assert all(after[x] == before[x] for x in finished_before)
     assert result.best_metric == pytest.approx(result.trials["loss"].min())
+
+    # The same seed without the crash suggests the same configs.
+    other_log = tmp_path / "other"
+    other_log.mkdir()
+    uninterrupted = orchestrator.tune(
+        slow_steps, {"x": Float(0.0, 1.0), "log_dir": str(other_log)}, metric="loss", mode="min",
+        num_samples=6, max_concurrent=2, resources={"cpu": 0.5}, seed=5, storage_path=str(tmp_path / "clean"),
+        tracking_uri="", name="resume-me", verbose=0)
+    assert sorted(uninterrupted.trials["config/x"]) == sorted(result.trials["config/x"])
+
+    # MLflow: one parent run, one child per trial, every step of every trial exactly once.
+    client = MlflowClient(result.tracking_uri)
+    runs = client.search_runs([result.mlflow_experiment_id])
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == result.mlflow_run_id]
+    assert len(runs) == 7 and len(children) == 6
+    assert all(r.info.status == "FINISHED" for r in runs)
+    for child in children:
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "loss")]
+        assert sorted(steps) == [1, 2, 3], steps

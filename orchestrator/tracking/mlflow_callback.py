@@ -35,7 +35,7 @@ import os
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
 from ray.tune import Callback
@@ -47,6 +47,7 @@ from orchestrator.tracking.outbox import (
     OutboxWriter,
     RejectLog,
     read_json,
+    read_records,
     write_json_atomic,
 )
 from orchestrator.tracking.sender import (
@@ -172,6 +173,10 @@ class _Session:
     sender: Sender
     closed: bool = False
     finished: bool = False
+    # {trial id: last step} recorded by an earlier process on this outbox. After a resume,
+    # Tune re-runs the steps between a trial's last checkpoint and the crash; those repeats
+    # are not recorded a second time (each step of a trial lands once).
+    recorded_steps: dict = field(default_factory=dict)
 
 
 _SESSIONS: dict[str, _Session] = {}
@@ -183,6 +188,16 @@ class _TrialSeen:
     params: dict[str, str]
     ended: bool = False
     results: int = 0
+
+
+def _steps_recorded(outbox_path: str) -> dict[str, int]:
+    """Last step of each trial in an existing outbox (empty for a new one)."""
+    steps: dict[str, int] = {}
+    for _, record, _ in read_records(outbox_path, 0, max_records=2**62):
+        if record and record.get("k") == "metrics" and isinstance(record.get("step"), int):
+            trial = record.get("trial")
+            steps[trial] = max(steps.get(trial, 0), record["step"])
+    return steps
 
 
 class MLflowTracking(Callback):
@@ -381,6 +396,9 @@ class MLflowTracking(Callback):
         seen = self._trials[trial.trial_id]
         seen.results += 1
         metrics = flatten_metrics(result)
+        if step <= session.recorded_steps.get(trial.trial_id, 0):
+            return  # a step re-run after a resume from an older checkpoint: recorded already
+        session.recorded_steps.pop(trial.trial_id, None)  # past the crash: record everything
         if metrics:
             session.writer.append({"k": "metrics", "trial": trial.trial_id, "ts": _now_ms(),
                                    "step": step, "m": metrics})
@@ -472,6 +490,7 @@ class MLflowTracking(Callback):
                 lambda: self._parent(client, experiment_id, run_uid),
                 self.start_timeout_s, self.tracking_uri)
             writer = OutboxWriter(self.outbox_dir, fsync=self.fsync)
+            recorded_steps = _steps_recorded(writer.path)
             if resumed:
                 writer.append({"k": "reopen", "ts": _now_ms()})
             commit_log = CommitLog(self.outbox_dir)
@@ -490,7 +509,7 @@ class MLflowTracking(Callback):
             lock.close()
             raise
         return _Session(self.outbox_dir, self.tracking_uri, self.experiment_name, experiment_id,
-                        parent_run_id, run_uid, lock, writer, sender)
+                        parent_run_id, run_uid, lock, writer, sender, recorded_steps=recorded_steps)
 
     def _experiment(self, client: Any) -> str:
         from mlflow.exceptions import MlflowException
