@@ -361,7 +361,7 @@ def test_save_restore_continues_the_same_sequence(tmp_path):
 
 def test_points_to_evaluate_then_warm_start_then_model():
     first = {"x": 0.3, "lr": 3e-3, "n": 5, "opt": "sgd"}
-    s = make(seed=0, points_to_evaluate=[first])
+    s = make(seed=0, points_to_evaluate=[first], noise="none")
     for i in range(6):  # warm start: evaluated elsewhere, in the user's mode
         config = Space(SPACE).sample(np.random.default_rng(i))
         s.add_evaluated_point(config, objective(config))
@@ -373,7 +373,7 @@ def test_points_to_evaluate_then_warm_start_then_model():
 
 
 def test_failures_censoring_and_max_mode():
-    s = KGSearch(space=SPACE, metric="score", mode="max", seed=0, n_startup=4, options=FAST)
+    s = KGSearch(space=SPACE, metric="score", mode="max", seed=0, n_startup=4, noise="none", options=FAST)
     configs = []
     for i in range(8):
         config = s.suggest(f"t{i}")

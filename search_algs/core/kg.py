@@ -17,7 +17,7 @@ Glossary (shapes in comments use these symbols)
              ``y(x) = f(x) + eps``, ``eps ~ Normal(0, s2_n)``.
 ``b_x(c)``   ``Cov_n(f(c), y(x)) / sqrt(Var_n(f(x)) + s2_n)``: after observing ``y(x)`` the
              posterior mean becomes ``a(c) + b_x(c) Z`` with ``Z ~ Normal(0, 1)`` (the same ``Z``
-             for every ``c``; Frazier, Powell and Dayanik 2009, eq. 11).
+             for every ``c``; Frazier, Powell and Dayanik 2009).
 ``h(a, b)``  ``E[max_i a_i + b_i Z] - max_i a_i`` for vectors ``a, b``: the expected gain of the
              best line (:func:`log_envelope_gain`).
 ``f(z)``     ``phi(z) + z Phi(z)`` (standard normal density and distribution); ``log f`` is
@@ -30,7 +30,7 @@ References
 ----------
 * P. Frazier, W. Powell, S. Dayanik, "The Knowledge-Gradient Policy for Correlated Normal
   Beliefs", INFORMS Journal on Computing 21(4), 2009: ``h(a, b)`` in closed form from the upper
-  envelope of the lines ``a_i + b_i z`` (their Algorithm 1): with the envelope's lines sorted by
+  envelope of the lines ``a_i + b_i z``: with the envelope's lines sorted by
   slope and ``c_j`` the ``z`` where line ``j`` hands over to line ``j + 1``,
   ``h = sum_j (b_{j+1} - b_j) f(-|c_j|)``.
 * P. Frazier, "A Tutorial on Bayesian Optimization", arXiv:1807.02811, 2018, section 4.2: KG for
@@ -47,9 +47,9 @@ Design choices
   and without the merge a near-tie gives a breakpoint ``c`` near ``1/eps`` whose derivative
   overflows), drop every line below the chords from the shallowest line to the highest one and
   from the highest one to the steepest one (those three are on the envelope, and the envelope is
-  concave, so anything below a chord is not: an exact ``O(k)`` filter that leaves a few dozen of
-  hundreds of lines), then the stack scan of Algorithm 1 (a monotone-chain upper hull), run for
-  all rows at once. ``h`` is summed in log space: ``log h = logsumexp_j(log(b_{j+1} - b_j) +
+  concave, so anything below a chord is not: an exact ``O(k)`` filter; on a GP's lines it leaves
+  a handful of some two hundred), then Frazier, Powell and Dayanik's stack scan (a monotone-chain
+  upper hull), run for all rows at once. ``h`` is summed in log space: ``log h = logsumexp_j(log(b_{j+1} - b_j) +
   log f(-|c_j|))``, finite however far apart the lines are (``f`` underflows below ``z ~ -38``,
   ``log f`` does not), which keeps the acquisition informative far from the data, as LogEI does.
 * **The candidate set** ``C``: the evaluated points, the running ones, ``n_sobol`` scrambled
