@@ -116,6 +116,7 @@ def tune(
     points_to_evaluate: list | None = None,
     register_model: str | None = None,
     verbose: int = 1,
+    callbacks: list | None = None,
 ) -> TuningResult:
     """Tune ``trainable`` over ``space``; see :class:`ExperimentSpec` for every argument.
 
@@ -125,7 +126,8 @@ def tune(
     ``tracking_uri=None`` records into ``sqlite:///<storage_path>/mlflow.db``; ``""`` turns
     MLflow off. ``register_model="name"`` registers the best trial's model in MLflow (alias
     ``champion``); the trainable's module must define ``load_model(checkpoint_dir, config)``
-    (see :mod:`orchestrator.tracking.artifacts`).
+    (see :mod:`orchestrator.tracking.artifacts`). ``callbacks`` are extra Ray Tune callbacks
+    (they run on the driver, next to the MLflow tracker).
     """
     spec = ExperimentSpec(
         trainable=trainable, space=space, metric=metric, mode=mode, name=name, search=search,
@@ -137,7 +139,7 @@ def tune(
         points_to_evaluate=points_to_evaluate, register_model=register_model,
     )
     spec.validate()
-    return run(spec, verbose=verbose)
+    return run(spec, verbose=verbose, callbacks=callbacks)
 
 
 def build_searcher(spec: ExperimentSpec) -> tuple[Any, dict]:
@@ -206,7 +208,7 @@ def build_scheduler(spec: ExperimentSpec, experiment_path: str) -> Any:
 SPEC_FILE = "tuneorch-spec.pkl"
 
 
-def run(spec: ExperimentSpec, verbose: int = 1) -> TuningResult:
+def run(spec: ExperimentSpec, verbose: int = 1, callbacks: list | None = None) -> TuningResult:
     """Run a validated experiment to its end and return what it found.
 
     Every run gets its own experiment directory, ``<storage_path>/<name>-<UTC time>``,
@@ -241,7 +243,7 @@ def run(spec: ExperimentSpec, verbose: int = 1) -> TuningResult:
         ),
         run_config=ray_tune.RunConfig(
             name=run_name, storage_path=storage_path, stop=spec.stop,
-            callbacks=[tracker] if tracker is not None else [],
+            callbacks=([tracker] if tracker is not None else []) + list(callbacks or []),
             failure_config=ray_tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=ray_tune.CheckpointConfig(num_to_keep=spec.keep_checkpoints),
             verbose=verbose,

@@ -27,7 +27,7 @@ import pytest
 
 TESTS = pathlib.Path(__file__).resolve().parent
 ROOT = TESTS.parent
-SCENARIO_TIMEOUT_S = 150
+SCENARIO_TIMEOUT_S = 240
 
 
 # ----- the trainable (imported by Ray workers as test_multinode.gpu_probe) -------------------
@@ -53,6 +53,76 @@ def gpu_probe(config):
         "start": started,
         "end": time.time(),
     })
+
+
+def checkpointed_steps(config):
+    """Four checkpointed steps of 0.6 s; reports its node; leaves a marker per step it ran."""
+    import json as json_
+    import tempfile as tempfile_
+
+    import ray
+    from ray import tune as ray_tune
+
+    start = 0
+    checkpoint = ray_tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            start = json_.loads(pathlib.Path(directory, "step.json").read_text())["step"]
+    node = ray.get_runtime_context().get_node_id()
+    for step in range(start + 1, 5):
+        time.sleep(0.6)
+        (pathlib.Path(config["marker_dir"]) / f"{config['x']:.12f}-{step}-{node}").touch()
+        with tempfile_.TemporaryDirectory() as directory:
+            pathlib.Path(directory, "step.json").write_text(json_.dumps({"step": step}))
+            ray_tune.report({"score": float(config["x"]), "node_id": node},
+                            checkpoint=ray_tune.Checkpoint.from_directory(directory))
+
+
+_CLUSTER = None  # the scenario's Cluster (driver side), for the node-loss callback
+
+
+def _remove_worker_node(node_id: str) -> None:
+    worker = next(n for n in _CLUSTER.worker_nodes if n.node_id == node_id)
+    _CLUSTER.remove_node(worker, allow_graceful=False)
+
+
+try:
+    from ray.tune import Callback as _TuneCallback
+except ImportError:  # pragma: no cover - ray is a dependency
+    _TuneCallback = object
+
+
+class LoseWorkerNode(_TuneCallback):
+    """Removes the worker node (not gracefully) once a trial on it has checkpointed 2 steps.
+
+    A module-level class, so Tune pickles it by reference (not the Cluster it reaches).
+    """
+
+    def __init__(self, node_id: str):
+        self.node_id = node_id
+        self.removed = False
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if not self.removed and result.get("node_id") == self.node_id and result.get("training_iteration", 0) >= 2:
+            self.removed = True
+            _remove_worker_node(self.node_id)
+
+
+def _node_loss_run(address: str, work: pathlib.Path, worker_node_id: str) -> dict:
+    from orchestrator import tune
+    from search_algs import Float
+
+    markers = work / "markers-node-loss"
+    markers.mkdir()
+    lose_node = LoseWorkerNode(worker_node_id)
+    result = tune(checkpointed_steps, {"x": Float(0.0, 1.0), "marker_dir": str(markers)}, metric="score",
+                  mode="max", num_samples=4, max_concurrent=4, resources={"cpu": 1}, max_failures=3,
+                  address=address, storage_path=str(work / "runs"), name="node-loss", tracking_uri="",
+                  verbose=0, callbacks=[lose_node])
+    frame = result.trials.reindex(columns=["trial_id", "status", "error", "training_iteration", "config/x"])
+    return {"trials": json.loads(frame.to_json(orient="records")),
+            "markers": sorted(p.name for p in markers.iterdir()),
+            "removed": lose_node.removed}
 
 
 # ----- the scenario, run in a child process ---------------------------------------------------
@@ -109,6 +179,14 @@ def scenario(out_path: str) -> None:
         except Exception as exc:  # noqa: BLE001 - recorded, the test says what was wrong
             record["too_big"] = {"raised": type(exc).__name__, "message": str(exc)}
         record["timings"]["too_big_s"] = round(time.monotonic() - t, 1)
+
+        global _CLUSTER
+        _CLUSTER = cluster
+        worker_id = cluster.worker_nodes and next(iter(cluster.worker_nodes)).node_id
+        record["lost_node_id"] = worker_id
+        t = time.monotonic()
+        record["node_loss"] = _node_loss_run(cluster.address, work, worker_id)
+        record["timings"]["node_loss_s"] = round(time.monotonic() - t, 1)
     finally:
         ray.shutdown()
         cluster.shutdown()
@@ -287,3 +365,23 @@ def test_without_node_types_only_alive_nodes_count(monkeypatch):
     assert orch_cluster.trials_that_fit(_res(cpu=0.5, gpu=0.5)) == 8
     with pytest.raises(SpecError, match=r"node a: CPU=2, GPU=2; node b: CPU=2, GPU=2;"):
         orch_cluster.check_resources(_res(cpu=1, gpu=3))
+
+
+def test_a_node_lost_mid_run_loses_nothing(multinode):
+    """The worker node is removed while trials run on it: they restart from their checkpoints."""
+    loss = multinode["node_loss"]
+    lost = multinode["lost_node_id"]
+    assert loss["removed"], loss
+    assert all(t["status"] == "TERMINATED" and t["training_iteration"] == 4 for t in loss["trials"]), loss
+    runs: dict[str, list[tuple[int, str]]] = {}
+    for name in loss["markers"]:
+        x, step, node = name.split("-")
+        runs.setdefault(x, []).append((int(step), node))
+    assert len(runs) == 4
+    moved = [x for x, steps in runs.items() if lost in {n for _, n in steps} and len({n for _, n in steps}) == 2]
+    assert moved, "no trial was running on the lost node and moved to the head"
+    for x in moved:
+        steps = sorted(s for s, _ in runs[x])
+        # Steps 1 and 2 were checkpointed on the lost node and not trained again; only the step
+        # in flight when the node died may have run twice.
+        assert steps.count(1) == 1 and steps.count(2) == 1 and set(steps) == {1, 2, 3, 4}, runs[x]
