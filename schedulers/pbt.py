@@ -157,10 +157,9 @@ class PBTScheduler(TrialScheduler):
         if mode is not None and mode not in MODES:
             raise PBTConfigError(f"PBTScheduler: mode must be 'min', 'max' or None, got {mode!r}; "
                                  f"pass mode='min' or mode='max'")
-        for name, flag in (("time_sharing", time_sharing),):
-            if not isinstance(flag, bool):
-                raise PBTConfigError(f"PBTScheduler: {name} must be True or False, got {flag!r}; "
-                                     f"pass {name}=True or {name}=False")
+        if not isinstance(time_sharing, bool):
+            raise PBTConfigError(f"PBTScheduler: time_sharing must be True or False, got {time_sharing!r}; "
+                                 f"pass time_sharing=True (default) or time_sharing=False")
         if copy_checkpoints is not None and not isinstance(copy_checkpoints, bool):
             raise PBTConfigError(f"PBTScheduler: copy_checkpoints must be None, True or False, got "
                                  f"{copy_checkpoints!r}; leave it None to copy only when Tune may "
@@ -301,7 +300,7 @@ class PBTScheduler(TrialScheduler):
         if core is None:
             return next((t for t in trials if t.status == Trial.PENDING), None)
         if self._queue:
-            self._drain_queue(tune_controller, trials)
+            self._drain_queue(tune_controller)
             self._persist()
         candidates = [t for t in trials if t.status == Trial.PENDING
                       or (t.status == Trial.PAUSED and not core.held(t.trial_id))]
@@ -382,8 +381,8 @@ class PBTScheduler(TrialScheduler):
         value = core.members[exploit.target].value
         core.commit(exploit, donor_time=donor_time)
         self._injected[exploit.target] = str(checkpoint.path)
-        logger.info("PBT: trial %s (%s=%.6g at %s=%g) clones %s (at %s=%g)%s; explore: %s",
-                    exploit.target, self._metric, value,
+        logger.info("PBT: trial %s (%s=%s at %s=%g) clones %s (at %s=%g)%s; explore: %s",
+                    exploit.target, self._metric, "?" if value is None else f"{value:.6g}",
                     self._time_attr, exploit.time, exploit.donor, self._time_attr, donor_time,
                     f", generation {exploit.generation}" if exploit.generation is not None else "",
                     ", ".join(f"{k}: {exploit.donor_config.get(k)!r} -{op}-> {exploit.new_config.get(k)!r}"
@@ -408,7 +407,7 @@ class PBTScheduler(TrialScheduler):
             t = exploit.donor_time
         return checkpoint, metrics, float(t)
 
-    def _drain_queue(self, controller, trials) -> None:
+    def _drain_queue(self, controller) -> None:
         waiting = []
         for decision in self._queue:
             if isinstance(decision, Exploit) and self._execute(controller, decision, running=False) is None:
