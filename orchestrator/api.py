@@ -240,6 +240,9 @@ def run(spec: ExperimentSpec, verbose: int = 1, callbacks: list | None = None) -
             metric=spec.metric, mode=spec.mode,
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=max_concurrent),
             scheduler=scheduler, num_samples=spec.num_samples, time_budget_s=spec.time_budget_s,
+            # A paused/exploited/promoted trial restarts in a warm actor instead of a new process
+            # (Ray 2.60 defaults to False): PBT and ASHA promotion pause trials all the time.
+            reuse_actors=True,
         ),
         run_config=ray_tune.RunConfig(
             name=run_name, storage_path=storage_path, stop=spec.stop,

@@ -24,11 +24,20 @@ def quadratic(config):
 
 
 def interval_logger(config):
-    """Writes when it ran, to measure real concurrency."""
+    """Writes when it ran, to measure real concurrency.
+
+    The first trials wait (up to 30 s) until ``expect`` trials have started, so that on a
+    loaded machine the ones Tune runs together really overlap.
+    """
     from ray import tune as ray_tune
 
     start = time.time()
-    time.sleep(1.5)
+    started = os.path.join(config["log_dir"], "started")
+    os.makedirs(started, exist_ok=True)
+    open(os.path.join(started, f"{config['x']:.12f}"), "w").close()
+    while len(os.listdir(started)) < config["expect"] and time.time() < start + 30:
+        time.sleep(0.05)
+    time.sleep(1.0)
     with open(os.path.join(config["log_dir"], f"{config['x']:.12f}.json"), "w") as f:
         json.dump([start, time.time()], f)
     ray_tune.report({"loss": config["x"]})
@@ -76,10 +85,10 @@ def test_same_seed_gives_the_same_configs(ray_local, tmp_path):
 def test_max_concurrent_bounds_and_fills_the_cluster(ray_local, tmp_path):
     log_dir = tmp_path / "intervals"
     log_dir.mkdir()
-    space = {"x": Float(0.0, 1.0), "log_dir": str(log_dir)}
+    space = {"x": Float(0.0, 1.0), "log_dir": str(log_dir), "expect": 3}
     tune(interval_logger, space, metric="loss", mode="min", num_samples=9, max_concurrent=3,
          resources={"cpu": 0.5}, seed=0, storage_path=str(tmp_path / "runs"), tracking_uri="", verbose=0)
-    intervals = [json.loads(p.read_text()) for p in log_dir.iterdir()]
+    intervals = [json.loads(p.read_text()) for p in log_dir.glob("*.json")]
     assert len(intervals) == 9
     # 4 trials of 0.5 CPU fit on 2 CPUs; max_concurrent=3 must cap it at 3 and reach 3.
     assert max_overlap(intervals) == 3
