@@ -1,4 +1,4 @@
-"""Command line: ``python -m benchmarks {run,tune,overhead,list,report} ...``.
+"""Command line: ``python -m benchmarks {run,tune,overhead,schedulers,list,report} ...``.
 
 Examples::
 
@@ -6,6 +6,7 @@ Examples::
     python -m benchmarks run --suite full --optimizers random,optuna-gp --problems branin --seeds 5
     python -m benchmarks tune --optimizers random,tpe --problems branin --concurrency 4 --seeds 3 --budget 30
     python -m benchmarks overhead --trials 50 --optimizer random --repeats 2
+    python -m benchmarks schedulers --seeds 3 --trials 27
     python -m benchmarks list
     python -m benchmarks report bench-results/quick-.../results.json
 """
@@ -65,6 +66,25 @@ def build_parser() -> argparse.ArgumentParser:
     ov.add_argument("--cpus", type=_positive, default=2)
     ov.add_argument("--out")
 
+    sch = sub.add_parser("schedulers", help="FIFO vs our ASHA vs Ray's ASHA on the MLP learning curve (Tune)")
+    sch.add_argument("--schedulers", default="fifo,asha,asha-promotion,ray-asha",
+                     help="comma-separated: fifo (required: the reference), asha, asha-promotion, ray-asha")
+    sch.add_argument("--seeds", type=_positive, default=3)
+    sch.add_argument("--trials", type=_positive, default=27, help="trials per run")
+    sch.add_argument("--concurrency", type=_positive, default=4)
+    sch.add_argument("--cpus", type=_positive, default=2)
+    sch.add_argument("--max-t", type=_positive, default=27, help="epochs of a full trial")
+    sch.add_argument("--grace", type=_positive, default=1)
+    sch.add_argument("--eta", type=_positive, default=3)
+    sch.add_argument("--time-limit", type=float, default=900.0, help="seconds per Tune run (a guard against hangs)")
+    sch.add_argument("--overhead-results", type=_positive, default=10_000,
+                     help="recorded results before the decision overhead is timed")
+    sch.add_argument("--overhead-window", type=_positive, default=1000, help="decisions timed")
+    sch.add_argument("--no-overhead", action="store_true")
+    sch.add_argument("--no-tune", action="store_true", help="only the decision overhead")
+    sch.add_argument("--render", metavar="RESULTS_JSON", help="re-render the Markdown of a results.json")
+    sch.add_argument("--out")
+
     sub.add_parser("list", help="problems and optimisers, with availability and versions")
     rep = sub.add_parser("report", help="re-render the Markdown of a results.json")
     rep.add_argument("results")
@@ -95,6 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with open(args.results) as f:
             print(report.render(json.load(f)))
         return 0
+
+    if args.cmd == "schedulers":
+        return _schedulers(args, command)
 
     try:
         if args.cmd == "run":
@@ -165,6 +188,32 @@ def _overhead(args, command: str) -> dict:
     data["overhead"] = measure_overhead(args.trials, args.optimizer, repeats=args.repeats, num_cpus=args.cpus)
     data["meta"]["wall_s"] = time.perf_counter() - t0
     return data
+
+
+def _schedulers(args, command: str) -> int:
+    from benchmarks import schedulers
+
+    if args.render:
+        with open(args.render) as f:
+            print(schedulers.render(json.load(f)))
+        return 0
+    try:
+        data = schedulers.run_benchmark(
+            command, seeds=args.seeds, n_trials=args.trials, schedulers=_names(args.schedulers) or [],
+            concurrency=args.concurrency, num_cpus=args.cpus, max_t=args.max_t, grace_period=args.grace,
+            eta=args.eta, time_limit_s=args.time_limit, overhead=not args.no_overhead,
+            overhead_results=args.overhead_results, overhead_window=args.overhead_window, tune=not args.no_tune,
+        )
+    except runner.SelectionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    js, md = schedulers.write(data, args.out or runner.default_out("schedulers"))
+    print()
+    print(runner.header(data))
+    print()
+    print(schedulers.render(data))
+    print(f"\nwrote {js} and {md} ({data['meta']['wall_s']:.0f} s)")
+    return 0
 
 
 if __name__ == "__main__":
