@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import subprocess
@@ -51,3 +52,34 @@ def test_validate_reports_bad_specs_without_a_traceback(tmp_path):
     assert done.returncode == 2
     assert "mode: must be 'min' or 'max', got 'lowest'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_pbt_with_a_searcher_from_a_spec_records_its_lineage(tmp_path):
+    from mlflow import MlflowClient
+
+    storage = tmp_path / "runs"
+    done = tuneorch("run", str(ROOT / "examples" / "digits_mlp_pbt.yaml"), "--quiet",
+                    "--set", "space.epochs=6", "--set", "scheduler.perturbation_interval=2",
+                    "--set", f"storage_path={storage}", cwd=ROOT)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{storage / 'mlflow.db'}")
+    (experiment,) = [e for e in client.search_experiments() if e.name == "digits-mlp-pbt"]
+    parents = [r for r in client.search_runs([experiment.experiment_id])
+               if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1
+    run_id = parents[0].info.run_id
+    artifacts = {a.path for a in client.list_artifacts(run_id)} | {a.path for a in client.list_artifacts(run_id, "plots")}
+    assert "spec.json" in artifacts, artifacts
+    state = json.loads(next(storage.glob("digits-mlp-pbt-*/pbt-state.json")).read_text())
+    # The searcher proposed the population; every member trained to the end (exploits
+    # included: a clone continues from the donor's step).
+    assert len(state["members"]) == 4
+    for member in state["members"].values():
+        assert member["ever_checkpointed"] and member["status"] == "finished" and member["time"] == 6.0
+    # Whether an exploit happens in 6 epochs depends on the race; when one does, it is recorded
+    # everywhere and the clone kept the donor's (immutable) architecture with its weights.
+    for exploit in state["lineage"]:
+        assert exploit["new_config"]["hidden"] == exploit["donor_config"]["hidden"]
+        assert exploit["operations"]["hidden"] == "keep"
+    assert ("plots/pbt_lineage.json" in artifacts) == bool(state["lineage"]), artifacts
