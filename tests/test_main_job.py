@@ -82,4 +82,4 @@ def test_pbt_with_a_searcher_from_a_spec_records_its_lineage(tmp_path):
     for exploit in state["lineage"]:
         assert exploit["new_config"]["hidden"] == exploit["donor_config"]["hidden"]
         assert exploit["operations"]["hidden"] == "keep"
-    assert ("plots/pbt_lineage.json" in artifacts) == bool(state["lineage"]), artifacts
+    assert ("pbt_lineage.json" in artifacts) == bool(state["lineage"]), artifacts
