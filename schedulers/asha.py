@@ -38,6 +38,7 @@ import logging
 import math
 import numbers
 import os
+import time
 from typing import TYPE_CHECKING, Any, Mapping
 
 from ray.tune.experiment import Trial
@@ -188,7 +189,7 @@ class ASHAScheduler(TrialScheduler):
         action = core.on_result(trial.trial_id, t, value)
         if action is Action.PAUSE:
             self._check_can_resume(trial, result, t)
-        self._persist()
+        self._persist(force=action is not Action.CONTINUE)
         return _TUNE[action]
 
     def on_trial_complete(self, tune_controller: "TuneController", trial: Trial,
@@ -286,11 +287,20 @@ class ASHAScheduler(TrialScheduler):
                     self._saved_version = self._core.version
         return self._core
 
-    def _persist(self) -> None:
+    # Results arrive far more often than trials end: after a result the state file is
+    # rewritten at most this often (a whole rewrite costs ~0.1 s at 10,000 records). Every other
+    # hook writes at once; Tune's own experiment snapshots are periodic too.
+    PERSIST_INTERVAL_S = 1.0
+
+    def _persist(self, force: bool = True) -> None:
         if self._core is None or self._path is None or self._core.version == self._saved_version:
+            return
+        now = time.monotonic()
+        if not force and now - getattr(self, "_persisted_at", 0.0) < self.PERSIST_INTERVAL_S:
             return
         self._core.save(self._path)
         self._saved_version = self._core.version
+        self._persisted_at = now
 
     def _number(self, result: Mapping, key: str, role: str, trial: Trial,
                 allow_nonfinite: bool) -> float:

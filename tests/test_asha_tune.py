@@ -199,6 +199,7 @@ def test_choose_trial_to_run_promotes_and_stops_the_hopeless():
 def test_state_file_written_on_change_and_reloaded(tmp_path):
     path = tmp_path / "exp" / "asha.json"
     s = sched(state_path=path)
+    s.PERSIST_INTERVAL_S = 0.0  # write after every result (throttling: the next test)
     frozen = pickle.dumps(s)  # what tuner.pkl holds: the scheduler before the run
     trials = [FakeTrial(t) for t in "abcd"]
     for t, v in zip(trials, [2.0, 1.0, 3.0, 0.5]):
@@ -217,6 +218,22 @@ def test_state_file_written_on_change_and_reloaded(tmp_path):
     assert restored.on_trial_result(None, FakeTrial("c"), result(1, 3.0)) == "STOP"  # same decision
     with pytest.raises(ASHAStateError, match="other options"):
         sched(state_path=path, eta=2)
+
+
+def test_state_writes_after_results_are_throttled_but_decisions_are_written_at_once(tmp_path):
+    path = tmp_path / "asha.json"
+    s = sched(state_path=path)
+    s.PERSIST_INTERVAL_S = 3600.0
+    trials = [FakeTrial(t) for t in "abc"]
+    for t in trials:
+        s.on_trial_add(None, t)
+    assert s.on_trial_result(None, trials[0], result(1, 1.0)) == "CONTINUE"  # written: the first write
+    assert s.on_trial_result(None, trials[1], result(1, 0.5)) == "CONTINUE"  # within the interval
+    assert set(json.loads(path.read_text())["trials"]["b"]["rungs"]) == set()
+    assert s.on_trial_result(None, trials[2], result(1, 3.0)) == "STOP"  # a decision: written at once
+    on_disk = json.loads(path.read_text())["trials"]
+    assert on_disk["b"]["rungs"] and on_disk["c"]["rungs"]
+    assert sched(state_path=path).rung_records() == s.rung_records()
 
 
 def test_resumed_paused_trial_is_held_paused(tmp_path):

@@ -64,6 +64,7 @@ most trials. With one bracket no draw is made.
 
 from __future__ import annotations
 
+import bisect
 import enum
 import json
 import math
@@ -286,6 +287,9 @@ class ASHA:
         self.rng = np.random.default_rng(seed)
         self.trials: dict[str, TrialState] = {}
         self._rungs: dict[tuple[int, int], dict[str, RungEntry]] = {}  # (bracket, k) -> entries
+        # (bracket, k) -> rank keys of its entries, sorted; built on first use, kept sorted by
+        # insertion, so a rung arrival costs O(log n) comparisons instead of a full sort.
+        self._sorted_keys: dict[tuple[int, int], list[tuple]] = {}
         self.version = 0  # bumped on every change of state (the adapter saves when it moves)
 
     # ---- events ------------------------------------------------------------------------
@@ -434,8 +438,21 @@ class ASHA:
     def rank(self, trial_id: str, k: int) -> tuple[int, int]:
         """``(rank, n)`` of ``trial_id`` at rung ``k`` of its bracket."""
         b = self.trials[trial_id].bracket
-        ranked = self._ranked(b, k)
-        return ranked.index(trial_id) + 1, len(ranked)
+        keys = self._keys(b, k)
+        entry = self._rungs[(b, k)][trial_id]
+        return bisect.bisect_left(keys, self._rank_key(trial_id, entry)) + 1, len(keys)
+
+    def _rank_key(self, trial_id: str, entry: "RungEntry") -> tuple:
+        """Best first: finite before non-finite, then loss, then the seeded tie key, then id."""
+        return (entry.nonfinite is not None, 0.0 if entry.value is None else self._loss(entry.value),
+                entry.tie, trial_id)
+
+    def _keys(self, bracket: int, k: int) -> list[tuple]:
+        keys = self._sorted_keys.get((bracket, k))
+        if keys is None:
+            entries = self._rungs.get((bracket, k), {})
+            keys = self._sorted_keys[(bracket, k)] = sorted(self._rank_key(t, e) for t, e in entries.items())
+        return keys
 
     def status(self, trial_id: str) -> Status:
         return self.trials[trial_id].status
@@ -484,6 +501,7 @@ class ASHA:
         self.rng.bit_generator.state = data["rng"]
         self.trials = {tid: TrialState.from_json(s) for tid, s in data["trials"].items()}
         self._rungs = {}
+        self._sorted_keys = {}
         for tid, state in self.trials.items():
             for k, entry in state.rungs.items():
                 self._rungs.setdefault((state.bracket, k), {})[tid] = entry
@@ -519,10 +537,7 @@ class ASHA:
 
     def _ranked(self, bracket: int, k: int) -> list[str]:
         entries = self._rungs.get((bracket, k), {})
-        return sorted(entries, key=lambda tid: (entries[tid].nonfinite is not None,
-                                                0.0 if entries[tid].value is None
-                                                else self._loss(entries[tid].value),
-                                                entries[tid].tie, tid))
+        return [key[-1] for key in self._keys(bracket, k)] if entries else []
 
     def _arrive(self, trial_id: str, state: TrialState, k: int, value: float) -> Action:
         value = float(value)
@@ -531,6 +546,8 @@ class ASHA:
                           float(self.rng.random()), Action.CONTINUE)
         state.rungs[k] = entry
         self._rungs.setdefault((state.bracket, k), {})[trial_id] = entry
+        if (state.bracket, k) in self._sorted_keys:
+            bisect.insort(self._sorted_keys[(state.bracket, k)], self._rank_key(trial_id, entry))
         if not finite:
             entry.action = Action.STOP
             state.status = Status.STOPPED
@@ -559,7 +576,7 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
     fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, sort_keys=True, allow_nan=False)
+            json.dump(data, f, separators=(",", ":"), allow_nan=False)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
