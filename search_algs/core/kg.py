@@ -249,7 +249,10 @@ def log_envelope_gain(a: torch.Tensor, b: torch.Tensor, tie_tol: float = TIE_TOL
     shift_t = torch.as_tensor(np.where(np.isfinite(shift), shift, 0.0), dtype=DTYPE)
     sums = torch.zeros(s, dtype=DTYPE).index_add(0, row_t, torch.exp(terms - shift_t[row_t]))
     safe = torch.where(has, sums, torch.ones_like(sums))
-    return torch.where(has, torch.log(safe) + shift_t, out)
+    result = torch.where(has, torch.log(safe) + shift_t, out)
+    if bool(torch.isnan(result).any()):
+        raise FloatingPointError("log_envelope_gain: NaN from finite lines; report this with the inputs")
+    return result
 
 
 def envelope_gain(a: np.ndarray, b: np.ndarray) -> np.ndarray:
