@@ -220,19 +220,20 @@ def test_state_file_written_on_change_and_reloaded(tmp_path):
         sched(state_path=path, eta=2)
 
 
-def test_state_writes_after_results_are_throttled_but_decisions_are_written_at_once(tmp_path):
+def test_state_writes_are_throttled_and_caught_up_by_the_next_hook(tmp_path):
     path = tmp_path / "asha.json"
     s = sched(state_path=path)
     s.PERSIST_INTERVAL_S = 3600.0
     trials = [FakeTrial(t) for t in "abc"]
     for t in trials:
-        s.on_trial_add(None, t)
-    assert s.on_trial_result(None, trials[0], result(1, 1.0)) == "CONTINUE"  # written: the first write
-    assert s.on_trial_result(None, trials[1], result(1, 0.5)) == "CONTINUE"  # within the interval
-    assert set(json.loads(path.read_text())["trials"]["b"]["rungs"]) == set()
-    assert s.on_trial_result(None, trials[2], result(1, 3.0)) == "STOP"  # a decision: written at once
+        s.on_trial_add(None, t)  # new trials: written at once
+    assert s.on_trial_result(None, trials[0], result(1, 1.0)) == "CONTINUE"
+    assert s.on_trial_result(None, trials[1], result(1, 0.5)) == "CONTINUE"
+    assert s.on_trial_result(None, trials[2], result(1, 3.0)) == "STOP"
     on_disk = json.loads(path.read_text())["trials"]
-    assert on_disk["b"]["rungs"] and on_disk["c"]["rungs"]
+    assert not any(on_disk[t]["rungs"] for t in "abc")  # within the interval: not yet written
+    s.PERSIST_INTERVAL_S = 0.0  # the interval has passed
+    s.choose_trial_to_run(FakeController(s, trials))
     assert sched(state_path=path).rung_records() == s.rung_records()
 
 
