@@ -39,6 +39,9 @@ class TuningResult:
         experiment_path: the experiment directory (``tuneorch resume`` takes it).
         tracking_uri, mlflow_run_id: where the MLflow records are.
         errors: ``{trial_id: error message}`` of the trials that failed.
+        recommended_config: the searcher's own recommendation when it makes one (model-based
+            searchers on noisy objectives: the best posterior mean, which may differ from the
+            best observed trial); ``None`` otherwise.
     """
 
     best_config: dict | None
@@ -54,6 +57,7 @@ class TuningResult:
     errors: dict = field(default_factory=dict)
     result_grid: Any = None
     note: str | None = None
+    recommended_config: dict | None = None
 
     def export_parquet(self, out: str | None = None) -> dict[str, str]:
         """Write trials/metrics/param_history Parquet tables (see :mod:`orchestrator.export`)."""
@@ -70,6 +74,10 @@ class TuningResult:
         ]
         for key, value in sorted(_flatten(self.best_config or {}).items()):
             rows.append((f"  {key}", _short(value)))
+        if self.recommended_config is not None and self.recommended_config != self.best_config:
+            rows.append(("searcher recommends", "(best posterior mean; the objective looks noisy)"))
+            for key, value in sorted(_flatten(self.recommended_config).items()):
+                rows.append((f"  {key}", _short(value)))
         statuses = self.trials["status"].value_counts().to_dict() if self.trials is not None and len(self.trials) else {}
         rows.append(("trials", ", ".join(f"{n} {s.lower()}" for s, n in sorted(statuses.items())) or "none"))
         for trial_id, message in sorted(self.errors.items()):
@@ -252,7 +260,7 @@ def run(spec: ExperimentSpec, verbose: int = 1, callbacks: list | None = None) -
             verbose=verbose,
         ),
     )
-    return _fit(tuner, spec, experiment_path, tracker)
+    return _fit(tuner, spec, experiment_path, tracker, searcher)
 
 
 def resume(experiment_path: str, verbose: int = 1) -> TuningResult:
@@ -315,7 +323,8 @@ def _explain_tune_error(exc: BaseException, spec: ExperimentSpec) -> BaseExcepti
     )
 
 
-def _fit(tuner: Any, spec: ExperimentSpec, experiment_path: str, tracker: Any) -> TuningResult:
+def _fit(tuner: Any, spec: ExperimentSpec, experiment_path: str, tracker: Any,
+         searcher: Any = None) -> TuningResult:
     try:
         grid = tuner.fit()
     except BaseException as exc:
@@ -326,6 +335,12 @@ def _fit(tuner: Any, spec: ExperimentSpec, experiment_path: str, tracker: Any) -
             raise clearer from None
         raise
     result = _collect(grid, spec, experiment_path, tracker)
+    recommend = getattr(searcher, "recommend", None)
+    if callable(recommend):
+        try:
+            result.recommended_config = recommend()
+        except Exception as exc:  # noqa: BLE001 - a recommendation is extra; the result stands
+            logger.warning("the searcher could not recommend a config (%s: %s)", type(exc).__name__, exc)
     if tracker is not None:
         tracker.finish(result.best_config, result.best_metric, spec.metric,
                        status="FINISHED" if not _interrupted(grid) else "KILLED")

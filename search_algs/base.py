@@ -199,6 +199,23 @@ class SpaceSearcher(Searcher):
     def _loss(self, value: float) -> float:
         return value if self._mode == "min" else -value
 
+    # ---- recommendation ----------------------------------------------------------------
+
+    def recommend_flat(self) -> dict[str, Any] | None:
+        """Flat values of the point to recommend; here the best completed observation (a
+        model-based searcher overrides this, e.g. with the best posterior mean when noisy).
+        ``None`` before any trial succeeded."""
+        done = [obs for obs in self.history if not obs.failed]
+        if not done:
+            return None
+        uncensored = [obs for obs in done if not obs.censored] or done
+        return dict(min(uncensored, key=lambda obs: obs.loss).flat)
+
+    def recommend(self) -> Any:
+        """The config to recommend, as the trainable receives it (``None`` before any success)."""
+        flat = self.recommend_flat()
+        return None if flat is None else self.space.to_config(flat)
+
     # ---- persistence -------------------------------------------------------------------
 
     def get_state(self) -> dict:

@@ -148,7 +148,7 @@ class GPEISearch(SpaceSearcher):
                      suggestion.log_ei, suggestion.noisy, suggestion.refit, suggestion.seconds)
         return self.space.decode_unit(suggestion.u)
 
-    def recommend(self) -> dict[str, Any] | None:
+    def recommend_flat(self) -> dict[str, Any] | None:
         """Flat values of the trial to recommend: the best observed, or when the objective
         looks noisy the one with the least posterior mean (``None`` before any success)."""
         if not self.history:

@@ -132,13 +132,6 @@ class KGSearch(SpaceSearcher):
             i = self._kg().recommend(U, losses)
         return None if i is None else dict(self.history[i].flat)
 
-    def recommend(self) -> Any:
-        """The config to recommend, as the trainable receives it (``space.to_config`` of
-        :meth:`recommend_flat`; the benchmark harness reads it back with ``Space.to_flat``);
-        ``None`` before any trial succeeded."""
-        flat = self.recommend_flat()
-        return None if flat is None else self.space.to_config(flat)
-
     # ---- persistence: options and the warm-start hyperparameters travel with the snapshot -----
 
     def extra_state(self) -> Any:

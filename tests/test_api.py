@@ -153,3 +153,10 @@ def test_a_metric_reported_as_a_string_is_explained(ray_local, tmp_path):
     assert result.best_config is None
     assert "no trial reported a finite number for 'loss'" in result.summary()
     assert "'low'" in result.summary()
+
+
+def test_the_searchers_recommendation_is_in_the_result(ray_local, tmp_path):
+    result = tune(quadratic, SPACE, metric="loss", mode="min", num_samples=4, max_concurrent=2, seed=5,
+                  storage_path=str(tmp_path), tracking_uri="", verbose=0)
+    # Random search recommends its best completed trial: the best config.
+    assert result.recommended_config == result.best_config

@@ -115,8 +115,9 @@ def test_failures_and_max_mode():
     assert [o.failed for o in searcher.history].count(True) == 2
     assert searcher.history[0].loss == pytest.approx(objective(configs[0]))  # sign flipped to a loss
     assert configs[6] != configs[5] and configs[7] != configs[5]
-    best = searcher.recommend()
+    best = searcher.recommend_flat()
     assert best == min((o for o in searcher.history if not o.failed), key=lambda o: o.loss).flat
+    assert searcher.recommend() == searcher.space.to_config(best)
 
 
 def test_only_failures_fall_back_to_random_draws(caplog):

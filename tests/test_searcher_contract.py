@@ -115,3 +115,13 @@ def test_warm_start_points_are_observations(name):
         searcher.add_evaluated_point(config, objective(config))
     assert len(searcher.history) == 12
     assert_in_space(searcher, searcher.suggest("next"))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_recommendation_is_a_config_of_an_evaluated_trial(name):
+    searcher = make(name)
+    assert searcher.recommend() is None
+    configs = drive(searcher, 12)
+    recommended = searcher.recommend()
+    assert_in_space(searcher, recommended)
+    assert recommended in configs
