@@ -160,9 +160,44 @@ def _per_node(node: dict, demand: dict) -> int:
     return min(int(math.floor(node.get(k, 0) / v + 1e-9)) for k, v in demand.items())
 
 
+def bundles(resources: dict) -> list[dict]:
+    """Resource bundles of one trial: one, or the trial's own CPU plus one per worker."""
+    demand = _demand(resources)
+    if not resources.get("workers"):
+        return [demand]
+    return [{"CPU": 1.0}] + [dict(demand) for _ in range(resources["workers"])]
+
+
+def _check_bundles(resources: dict) -> None:
+    """Multi-worker trials: every bundle (STRICT_PACK: their sum) must fit some alive node;
+    STRICT_SPREAD needs as many nodes as bundles."""
+    parts, strategy = bundles(resources), resources["strategy"]
+    alive = nodes()
+    if strategy == "STRICT_PACK":
+        total: dict = {}
+        for bundle in parts:
+            for k, v in bundle.items():
+                total[k] = total.get(k, 0) + v
+        parts = [total]
+    missing = [b for b in parts if not any(_fits(n, b) for n in alive)]
+    enough_nodes = strategy != "STRICT_SPREAD" or sum(_fits(n, parts[-1]) for n in alive) >= len(parts)
+    if not missing and enough_nodes:
+        return
+    shown = "; ".join(f"node {n['node_id']}: CPU={_fmt(n.get('CPU', 0), 'CPU')}, GPU={_fmt(n.get('GPU', 0), 'GPU')}"
+                      for n in alive)
+    need = missing[0] if missing else f"{len(parts)} distinct nodes each holding {parts[-1]}"
+    raise SpecError(
+        f"resources: a trial with {resources['workers']} workers placed {strategy} needs {need}, "
+        f"which the cluster cannot give (it has {shown}); lower the per-worker request, use fewer "
+        f"workers or a looser strategy (PACK/SPREAD), or add nodes"
+    )
+
+
 def check_resources(resources: dict) -> None:
     """Refuse a per-trial request that no alive node, nor any node type an autoscaler can add,
     can ever hold, naming what there is."""
+    if resources.get("workers"):
+        return _check_bundles(resources)
     demand = _demand(resources)
     available = nodes()
     if any(_fits(node, demand) for node in available):
@@ -197,6 +232,16 @@ def trials_that_fit(resources: dict) -> int:
     worker type at its ``max_workers`` (largest holders first, within the cluster-wide cap),
     if that is more.
     """
+    if resources.get("workers"):  # several bundles: count by the cluster's totals
+        need: dict = {}
+        for bundle in bundles(resources):
+            for k, v in bundle.items():
+                need[k] = need.get(k, 0) + v
+        have: dict = {}
+        for node in nodes():
+            for k in need:
+                have[k] = have.get(k, 0) + node.get(k, 0)
+        return max(1, _per_node(have, need))
     demand = _demand(resources)
     alive = nodes()
     total = sum(_per_node(node, demand) for node in alive)
@@ -214,8 +259,13 @@ def trials_that_fit(resources: dict) -> int:
     return max(total, 1)
 
 
-def placement(resources: dict) -> dict:
-    """The per-trial request in the form ``tune.with_resources`` takes."""
+def placement(resources: dict) -> Any:
+    """The per-trial request in the form ``tune.with_resources`` takes: a dict, or for
+    multi-worker trials a ``PlacementGroupFactory`` (the trial's CPU bundle first)."""
+    if resources.get("workers"):
+        from ray.tune import PlacementGroupFactory
+
+        return PlacementGroupFactory(bundles(resources), strategy=resources["strategy"])
     out = {"cpu": resources["cpu"], "gpu": resources["gpu"]}
     if resources.get("memory"):
         out["memory"] = resources["memory"]

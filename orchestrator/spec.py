@@ -27,7 +27,8 @@ class SpecError(ValueError):
     """An experiment spec (YAML file, dict or API arguments) is invalid."""
 
 
-RESOURCE_KEYS = {"cpu", "gpu", "memory", "custom"}
+RESOURCE_KEYS = {"cpu", "gpu", "memory", "custom", "workers", "strategy"}
+PLACEMENT_STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 
 
 @dataclass
@@ -265,6 +266,15 @@ def normalise_resources(resources: Any) -> dict:
         raise SpecError(f"resources: unknown keys {sorted(unknown)}; allowed are {sorted(RESOURCE_KEYS)}")
     out = {"cpu": resources.get("cpu", 1), "gpu": resources.get("gpu", 0),
            "memory": resources.get("memory"), "custom": dict(resources.get("custom") or {})}
+    # A trial that spans several workers (e.g. torch DDP through Ray Train): its own process
+    # takes one CPU, each of its `workers` gets cpu/gpu/memory/custom, placed per `strategy`.
+    workers, strategy = resources.get("workers", 0), resources.get("strategy", "PACK")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise SpecError(f"resources.workers: must be an integer >= 0 (0: a one-process trial), got {workers!r}")
+    if strategy not in PLACEMENT_STRATEGIES:
+        raise SpecError(f"resources.strategy: must be one of {list(PLACEMENT_STRATEGIES)}, got {strategy!r}")
+    if workers:
+        out.update(workers=workers, strategy=strategy)
     for key in ("cpu", "gpu"):
         value = out[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or not math.isfinite(value):

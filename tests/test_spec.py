@@ -50,6 +50,8 @@ BAD_INPUT = [
     ({"resources": {"cpu": 0, "gpu": 0}}, ["resources", "cpu=0 and gpu=0"]),
     ({"resources": {"gpu": 1.5}}, ["resources.gpu", "1.5"]),
     ({"resources": {"cpus": 2}}, ["resources", "unknown keys ['cpus']"]),
+    ({"resources": {"workers": -2}}, ["resources.workers", "integer >= 0", "-2"]),
+    ({"resources": {"workers": 2, "strategy": "spread"}}, ["resources.strategy", "STRICT_SPREAD", "'spread'"]),
     ({"seed": -1}, ["seed", "non-negative", "-1"]),
     ({"num_sample": 4}, ["unknown fields", "'num_sample'", "did you mean 'num_samples'"]),
     ({"search": {"n_startup": 3}}, ["'search'", "needs a 'name'"]),
