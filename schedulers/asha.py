@@ -196,15 +196,15 @@ class ASHAScheduler(TrialScheduler):
     def on_trial_complete(self, tune_controller: "TuneController", trial: Trial,
                           result: dict) -> None:
         self._ensure_core(trial).on_complete(trial.trial_id)
-        self._persist(force=False)
+        self._persist(force=_last_one(tune_controller, trial))
 
     def on_trial_error(self, tune_controller: "TuneController", trial: Trial) -> None:
         self._ensure_core(trial).on_error(trial.trial_id)
-        self._persist(force=False)
+        self._persist(force=_last_one(tune_controller, trial))
 
     def on_trial_remove(self, tune_controller: "TuneController", trial: Trial) -> None:
         self._ensure_core(trial).on_remove(trial.trial_id)
-        self._persist(force=False)
+        self._persist(force=_last_one(tune_controller, trial))
 
     def choose_trial_to_run(self, tune_controller: "TuneController") -> Trial | None:
         self._persist(force=False)  # catch up on throttled writes (called on every Tune loop)
@@ -357,3 +357,13 @@ class ASHAScheduler(TrialScheduler):
 
 def _user_keys(result: Mapping) -> list[str]:
     return sorted(k for k in result if k not in _NOT_USER_KEYS and not k.startswith("config/"))
+
+
+def _last_one(tune_controller: Any, ending: Trial) -> bool:
+    """Whether ``ending`` is the last unfinished trial (then the state is written at once: no
+    later hook would catch up on a throttled write)."""
+    try:
+        trials = tune_controller.get_trials()
+    except Exception:  # noqa: BLE001 - without a controller, err on the side of writing
+        return True
+    return all(t is ending or t.status in (Trial.TERMINATED, Trial.ERROR) for t in trials)
