@@ -75,7 +75,15 @@ class GPEISearch(SpaceSearcher):
     Give Tune a :class:`~ray.tune.search.ConcurrencyLimiter` around this searcher to run
     several trials at once (without one Tune keeps only one pending trial); running trials
     are fantasised at their posterior mean, so concurrent suggestions differ.
+
+    Subclasses that share the GP and its fit but acquire differently (:class:`KGSearch`) swap
+    the core through the class attributes below.
     """
+
+    core_class: type = GPEI
+    options_class: type = GPEIOptions
+    label = "GP-EI"
+    model_errors: tuple = (GPNumericalError,)
 
     def __init__(
         self,
@@ -87,26 +95,27 @@ class GPEISearch(SpaceSearcher):
         *,
         n_startup: int | None = None,
         noise: str = "auto",
-        options: GPEIOptions | None = None,
+        options: Any = None,
     ):
+        me, opts = type(self).__name__, self.options_class
         if n_startup is not None and (isinstance(n_startup, bool) or not isinstance(n_startup, (int, np.integer))
                                       or n_startup < 0):
             raise ValueError(
-                f"GPEISearch: 'n_startup' must be an int >= 0 or None, got {n_startup!r}; "
+                f"{me}: 'n_startup' must be an int >= 0 or None, got {n_startup!r}; "
                 f"use e.g. 10, or None for min(10, 2 * d + 1)"
             )
-        if options is not None and not isinstance(options, GPEIOptions):
+        if options is not None and not isinstance(options, opts):
             raise ValueError(
-                f"GPEISearch: 'options' must be a GPEIOptions, got {type(options).__name__}; "
-                f"build one with search_algs.core.optimize.GPEIOptions(...)"
+                f"{me}: 'options' must be a {opts.__name__}, got {type(options).__name__}; "
+                f"build one with {opts.__module__}.{opts.__name__}(...)"
             )
-        base = options or GPEIOptions()
-        self.options = GPEIOptions.from_dict({**base.as_dict(), "noise": noise})
+        base = options or opts()
+        self.options = opts.from_dict({**base.as_dict(), "noise": noise})
         self.options.validate()
         self.n_startup = None if n_startup is None else int(n_startup)
         super().__init__(space=space, metric=metric, mode=mode,
                          points_to_evaluate=points_to_evaluate, seed=seed)
-        self._core: GPEI | None = None
+        self._core: Any = None
         self._core_space: Space | None = None
         self._core_state: dict | None = None  # restored state, loaded into the next core built
 
@@ -117,9 +126,9 @@ class GPEISearch(SpaceSearcher):
             return self.n_startup
         return min(10, 2 * self.space.dim + 1)
 
-    def _gpei(self) -> GPEI:
+    def _model(self) -> Any:
         if self._core is None or self._core_space is not self.space:
-            self._core, self._core_space = GPEI(dims_of(self.space), self.options), self.space
+            self._core, self._core_space = self.core_class(dims_of(self.space), self.options), self.space
             if self._core_state is not None:
                 self._core.load_state(self._core_state)
                 self._core_state = None
@@ -137,16 +146,21 @@ class GPEISearch(SpaceSearcher):
         U, losses, pending = self._arrays()
         try:
             with _blas_single_thread():
-                suggestion = self._gpei().suggest(U, losses, self.rng, pending=pending)
-        except GPNumericalError as exc:
-            logger.warning("GP-EI: the model could not be built (%s); proposing a random point", exc)
+                suggestion = self._model().suggest(U, losses, self.rng, pending=pending)
+        except self.model_errors as exc:
+            logger.warning("%s: the model or the acquisition broke down (%s); proposing a random point",
+                           self.label, exc)
             return self.space.sample_flat(self.rng)
         if suggestion is None:
-            logger.info("GP-EI: fewer than 2 trials with a finite metric so far; proposing a random point")
+            logger.info("%s: fewer than 2 trials with a finite metric so far; proposing a random point", self.label)
             return self.space.sample_flat(self.rng)
-        logger.debug("GP-EI suggestion: log EI %.3g, noisy=%s, refit=%s, %.2f s",
-                     suggestion.log_ei, suggestion.noisy, suggestion.refit, suggestion.seconds)
+        logger.debug("%s suggestion: %s, refit=%s, %.2f s", self.label, self._describe(suggestion),
+                     suggestion.refit, suggestion.seconds)
         return self.space.decode_unit(suggestion.u)
+
+    @staticmethod
+    def _describe(suggestion: Any) -> str:
+        return f"log EI {suggestion.log_ei:.3g}, noisy={suggestion.noisy}"
 
     def recommend_flat(self) -> dict[str, Any] | None:
         """Flat values of the trial to recommend: the best observed, or when the objective
@@ -155,7 +169,7 @@ class GPEISearch(SpaceSearcher):
             return None
         U, losses, _ = self._arrays()
         with _blas_single_thread():
-            i = self._gpei().recommend(U, losses)
+            i = self._model().recommend(U, losses)
         return None if i is None else dict(self.history[i].flat)
 
     # ---- persistence: options and the warm-start hyperparameters travel with the snapshot -----
@@ -166,7 +180,7 @@ class GPEISearch(SpaceSearcher):
 
     def set_extra_state(self, extra: Any) -> None:
         if extra:
-            self.options = GPEIOptions.from_dict(extra["options"])
+            self.options = self.options_class.from_dict(extra["options"])
             self.n_startup = extra["n_startup"]
             self._core_state = extra.get("core")
         self._core = None
