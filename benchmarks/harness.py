@@ -18,7 +18,7 @@ import time
 import traceback
 import zlib
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 

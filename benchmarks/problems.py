@@ -196,7 +196,7 @@ def _hartmann6_problem(noise_std: float = 0.0) -> Problem:
         noise_std=noise_std,
         tags=("synthetic",) + (("noisy",) if noise_std else ()),
         minimisers=({n: v for n, v in zip(names, HARTMANN6_MINIMISER)},),
-        description=f"Hartmann6, 6-D continuous" + (f", Gaussian noise std {noise_std:g}" if noise_std else ""),
+        description="Hartmann6, 6-D continuous" + (f", Gaussian noise std {noise_std:g}" if noise_std else ""),
     )
 
 

@@ -203,7 +203,7 @@ def render(data: Mapping) -> str:
     add(f"- command: `{meta.get('command', '?')}`")
     add(f"- date: {meta.get('date', '?')}; wall time {meta.get('wall_s', 0):.0f} s")
     add(f"- machine: {meta.get('machine', '?')}; code: {meta.get('git', '?')}")
-    add(f"- versions: " + ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items()))
+    add("- versions: " + ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items()))
     add(f"- seeds: {meta.get('seeds')}; budgets (evaluations): "
         + ", ".join(f"{p} {b}" for p, b in meta.get("budgets", {}).items()))
     add("- regret: TRUE value of the incumbent minus the optimum; median [IQR] over seeds; "
@@ -237,7 +237,7 @@ def render(data: Mapping) -> str:
         add("")
 
     if s["wtl"]:
-        add(f"### Ours vs each optimiser at 100% of the budget\n")
+        add("### Ours vs each optimiser at 100% of the budget\n")
         add(f"Problems W/T/L: Wilcoxon signed-rank, p < {ALPHA}, needs >= {MIN_PAIRS} non-tied seeds "
             f"(fewer seeds: every problem is a tie). Seeds w/t/l: paired per seed, tie within the problem's tolerance.\n")
         add("| ours | vs | problems W/T/L | seeds w/t/l |")
