@@ -60,8 +60,9 @@ from ray.tune.result import DEFAULT_METRIC, SHOULD_CHECKPOINT
 from ray.tune.schedulers import TrialScheduler
 
 from schedulers import _ray_private
+from schedulers.core.state_file import write_json_atomic
 from schedulers.core.pbt import (MIDDLE, MODES, NO_CHECKPOINT, PBT, TOO_FEW, TOP, Continue, Exploit,
-                                 Pause, PBTConfigError, PBTStateError, save_json_atomic,
+                                 Pause, PBTConfigError, PBTStateError,
                                  validate_options)
 from search_algs.errors import SpaceError
 from search_algs.space import Space
@@ -587,7 +588,7 @@ def _write_json(path: str, data: Any) -> None:
     """Atomic write: local files via a temporary file and ``os.replace``; URIs (``s3://``...)
     via pyarrow (a temporary object moved into place)."""
     if "://" not in path or path.startswith("file://"):
-        save_json_atomic(path[len("file://"):] if path.startswith("file://") else path, data)
+        write_json_atomic(path[len("file://"):] if path.startswith("file://") else path, data)
         return
     import pyarrow.fs
 

@@ -70,12 +70,13 @@ import json
 import math
 import numbers
 import os
-import tempfile
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Iterable, Mapping
 
 import numpy as np
+
+from schedulers.core.state_file import write_json_atomic
 
 STATE_FORMAT = "tuneorch.asha"
 STATE_VERSION = 1
@@ -567,22 +568,3 @@ class ASHA:
         self._changed()
         return entry.action
 
-
-def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` so that readers see the old or the new file, whole."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, separators=(",", ":"), allow_nan=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise

@@ -80,12 +80,12 @@ import json
 import math
 import numbers
 import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from schedulers.core.state_file import write_json_atomic
 from search_algs.space import Categorical, Param, Space
 
 STATE_FORMAT = "tuneorch.pbt"
@@ -784,7 +784,7 @@ class PBT:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the state as JSON, atomically (temporary file + ``os.replace``)."""
-        save_json_atomic(path, self.to_dict())
+        write_json_atomic(path, self.to_dict())
 
     def load(self, path: str | os.PathLike) -> None:
         try:
@@ -795,21 +795,3 @@ class PBT:
                                 f"file to start afresh") from None
         self.load_dict(state)
 
-
-def save_json_atomic(path: str | os.PathLike, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` so that readers see the old or the new file, never
-    a partial one: write a temporary file in the same folder, then ``os.replace``."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True, allow_nan=False)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
