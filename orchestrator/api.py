@@ -231,13 +231,14 @@ def run(spec: ExperimentSpec, verbose: int = 1, callbacks: list | None = None) -
     run_name = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
     experiment_path = _join(storage_path, run_name)
 
+    # Searcher and scheduler first: their options are checked before Ray starts.
+    searcher, param_space = build_searcher(spec)
+    scheduler = build_scheduler(spec, experiment_path)
+
     cluster.connect(spec.address)
     cluster.check_resources(spec.resources)
     max_concurrent = spec.max_concurrent or cluster.trials_that_fit(spec.resources)
     spec.max_concurrent = max_concurrent
-
-    searcher, param_space = build_searcher(spec)
-    scheduler = build_scheduler(spec, experiment_path)
     _save_spec(spec, experiment_path)
     tracker = _make_tracker(spec, storage_path, experiment_path, run_name)
 

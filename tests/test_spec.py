@@ -113,3 +113,20 @@ def test_missing_file_and_bad_override():
         ExperimentSpec.from_yaml("no/such/spec.yaml")
     with pytest.raises(SpecError, match="key=value"):
         apply_override({}, "num_samples")
+
+
+def test_bad_searcher_and_scheduler_options_fail_before_ray_starts(tmp_path, monkeypatch):
+    from orchestrator import cluster, tune
+
+    def no_ray(address):
+        raise AssertionError("Ray was started before the options were checked")
+
+    monkeypatch.setattr(cluster, "connect", no_ray)
+    space = {"lr": {"type": "float", "low": 1e-3, "high": 0.1, "log": True}}
+    with pytest.raises(SpecError, match="search_options for 'tpe'.*n_startp"):
+        tune("examples.digits_mlp:train_digits", space, metric="val_loss", mode="min", search="tpe",
+             search_options={"n_startp": 3}, storage_path=str(tmp_path))
+    with pytest.raises(ValueError, match="eta"):
+        tune("examples.digits_mlp:train_digits", space, metric="val_loss", mode="min", scheduler="asha",
+             scheduler_options={"eta": 1}, storage_path=str(tmp_path))
+    assert list(tmp_path.iterdir()) == []
