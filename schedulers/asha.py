@@ -35,17 +35,16 @@ instead of running on.
 from __future__ import annotations
 
 import logging
-import math
-import numbers
 import os
 import time
 from typing import TYPE_CHECKING, Any, Mapping
 
 from ray.tune.experiment import Trial
-from ray.tune.result import AUTO_RESULT_KEYS, DEBUG_METRICS, DEFAULT_METRIC, SHOULD_CHECKPOINT
+from ray.tune.result import DEFAULT_METRIC, SHOULD_CHECKPOINT
 from ray.tune.schedulers.trial_scheduler import TrialScheduler
 from ray.tune.trainable import FunctionTrainable
 
+from schedulers._results import MetricTypeError, MissingMetricError, result_number, user_keys
 from schedulers.core.asha import (ASHA, MODES, Action, ASHAConfigError, ASHAStateError, Status,
                                   validate_options)
 
@@ -59,17 +58,6 @@ __all__ = ["ASHAScheduler", "ASHAConfigError", "ASHAStateError", "MissingMetricE
 
 _TUNE = {Action.CONTINUE: TrialScheduler.CONTINUE, Action.PAUSE: TrialScheduler.PAUSE,
          Action.STOP: TrialScheduler.STOP}
-_NOT_USER_KEYS = set(AUTO_RESULT_KEYS) | set(DEBUG_METRICS) | {
-    "done", SHOULD_CHECKPOINT, "trial_id", "iterations_since_restore", "experiment_tag",
-    "__duplicate__", "checkpoint_dir_name"}
-
-
-class MissingMetricError(ValueError):
-    """A result lacks the metric or the time attribute the scheduler ranks by."""
-
-
-class MetricTypeError(ValueError):
-    """The metric or the time attribute is not a number."""
 
 
 class PromotionNeedsCheckpointError(ValueError):
@@ -182,7 +170,7 @@ class ASHAScheduler(TrialScheduler):
     def on_trial_result(self, tune_controller: "TuneController", trial: Trial,
                         result: dict) -> str:
         core = self._ensure_core(trial)
-        if self._metric not in result and not _user_keys(result):
+        if self._metric not in result and not user_keys(result):
             return TrialScheduler.CONTINUE  # nothing reported (a trainable that only returns)
         t = self._number(result, self._time_attr, "time_attr", trial, allow_nonfinite=False)
         value = self._number(result, self._metric, "metric", trial, allow_nonfinite=True)
@@ -308,23 +296,7 @@ class ASHAScheduler(TrialScheduler):
 
     def _number(self, result: Mapping, key: str, role: str, trial: Trial,
                 allow_nonfinite: bool) -> float:
-        if key not in result:
-            raise MissingMetricError(
-                f"ASHAScheduler: {role} {key!r} is missing from a result of trial "
-                f"{trial.trial_id}; the trial reported {sorted(_user_keys(result))} (besides "
-                f"Ray's automatic keys); report {key!r} in every tune.report(...) or pass the "
-                f"key you do report as {role}=...")
-        value = result[key]
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise MetricTypeError(
-                f"ASHAScheduler: {role} {key!r} must be a number, trial {trial.trial_id} reported "
-                f"{value!r} ({type(value).__name__}); report a float or int")
-        value = float(value)
-        if not allow_nonfinite and not math.isfinite(value):
-            raise MetricTypeError(
-                f"ASHAScheduler: {role} {key!r} must be finite, trial {trial.trial_id} reported "
-                f"{value!r}; report a finite, increasing progress measure")
-        return value
+        return result_number("ASHAScheduler", result, key, role, trial.trial_id, allow_nonfinite)
 
     def _check_can_resume(self, trial: Trial, result: Mapping, t: float) -> None:
         if result.get(SHOULD_CHECKPOINT):
@@ -353,10 +325,6 @@ class ASHAScheduler(TrialScheduler):
         state["_loaded"] = False  # a copy (e.g. from tuner.pkl) re-reads the state file
         state["_saved_version"] = None
         return state
-
-
-def _user_keys(result: Mapping) -> list[str]:
-    return sorted(k for k in result if k not in _NOT_USER_KEYS and not k.startswith("config/"))
 
 
 def _last_one(tune_controller: Any, ending: Trial) -> bool:

@@ -59,6 +59,7 @@ from ray.tune.experiment import Trial
 from ray.tune.result import DEFAULT_METRIC, SHOULD_CHECKPOINT
 from ray.tune.schedulers import TrialScheduler
 
+from schedulers._results import MetricTypeError, MissingMetricError, result_number, user_keys
 from schedulers import _ray_private
 from schedulers.core.state_file import write_json_atomic
 from schedulers.core.pbt import (MIDDLE, MODES, NO_CHECKPOINT, PBT, TOO_FEW, TOP, Continue, Exploit,
@@ -76,21 +77,9 @@ __all__ = ["PBTScheduler", "PBTConfigError", "PBTStateError", "MissingMetricErro
            "NoSearchSpaceError"]
 
 _CONCLUDED = (TOP, MIDDLE, TOO_FEW)  # a decision point passed without an exploit
-_RESULT_KEYS_NOT_REPORTED_BY_USER = {
-    "done", SHOULD_CHECKPOINT, "trial_id", "training_iteration", "time_this_iter_s", "time_total_s",
-    "timestamp", "date", "pid", "hostname", "node_ip", "time_since_restore",
-    "iterations_since_restore", "checkpoint_dir_name", "experiment_tag", "__duplicate__",
-    "timesteps_total", "episodes_total", "timesteps_since_restore", "warmup_time",
-}
 _NOT_INHERITED = ("config", "trial_id", "experiment_tag", "done", SHOULD_CHECKPOINT)
 
 
-class MissingMetricError(ValueError):
-    """A result lacks the metric or the time attribute the scheduler ranks by."""
-
-
-class MetricTypeError(ValueError):
-    """The metric or the time attribute is not a number."""
 
 
 class NoSearchSpaceError(ValueError):
@@ -273,7 +262,7 @@ class PBTScheduler(TrialScheduler):
 
     def on_trial_result(self, tune_controller: "TuneController", trial: Trial, result: dict) -> str:
         core = self._ensure_core(tune_controller, trial)
-        if self._metric not in result and not _user_keys(result):
+        if self._metric not in result and not user_keys(result):
             return TrialScheduler.CONTINUE  # nothing reported (a trainable that only returned)
         t = self._number(result, self._time_attr, "time_attr", trial, allow_nonfinite=False)
         value = self._number(result, self._metric, "metric", trial, allow_nonfinite=True)
@@ -513,23 +502,9 @@ class PBTScheduler(TrialScheduler):
         _write_json(self._path, self._state())
         self._saved_version = self._core.version
 
-    def _number(self, result: Mapping, key: str, role: str, trial: Trial, allow_nonfinite: bool) -> float:
-        if key not in result:
-            raise MissingMetricError(
-                f"PBTScheduler: {role} {key!r} is missing from a result of trial {trial.trial_id}; "
-                f"the trial reported {_user_keys(result)} (besides Ray's automatic keys); report "
-                f"{key!r} in every tune.report(...) or pass the key you do report as {role}=...")
-        value = result[key]
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise MetricTypeError(
-                f"PBTScheduler: {role} {key!r} must be a number, trial {trial.trial_id} reported "
-                f"{value!r} ({type(value).__name__}); report a float or int")
-        value = float(value)
-        if not allow_nonfinite and not math.isfinite(value):
-            raise MetricTypeError(
-                f"PBTScheduler: {role} {key!r} must be finite, trial {trial.trial_id} reported "
-                f"{value!r}; report a finite, increasing progress measure")
-        return value
+    def _number(self, result: Mapping, key: str, role: str, trial: Trial,
+                allow_nonfinite: bool) -> float:
+        return result_number("PBTScheduler", result, key, role, trial.trial_id, allow_nonfinite)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -540,10 +515,6 @@ class PBTScheduler(TrialScheduler):
 
 # ---- helpers -------------------------------------------------------------------------------
 
-
-def _user_keys(result: Mapping) -> list[str]:
-    return sorted(k for k in result if k not in _RESULT_KEYS_NOT_REPORTED_BY_USER
-                  and not k.startswith("config/"))
 
 
 def _space_of_searcher(controller) -> Space | None:
