@@ -254,6 +254,21 @@ class Param:
             v = math.log(max(v, 1e-300))
         return min(max((v - lo) / (hi - lo), 0.0), 1.0)
 
+    def encode_many(self, values: Sequence[Any]) -> np.ndarray:
+        """``(n,)`` unit coordinates of ``n`` values; element ``i`` equals ``encode(values[i])``
+        exactly (same operations, the logarithm from ``math`` as in :meth:`encode`)."""
+        d = self.domain
+        if isinstance(d, Categorical):
+            return (np.array([int(v) for v in values], dtype=float) + 0.5) / len(d.choices)
+        lo, hi = self._bounds()
+        if hi == lo:
+            return np.full(len(values), 0.5)
+        if d.log:
+            v = np.array([math.log(max(float(x), 1e-300)) for x in values], dtype=float)
+        else:
+            v = np.array([float(x) for x in values], dtype=float)
+        return np.minimum(np.maximum((v - lo) / (hi - lo), 0.0), 1.0)
+
     def contains(self, value: Any) -> bool:
         """Whether ``value`` lies in the domain (for categoricals: a valid choice index)."""
         d = self.domain
@@ -438,6 +453,19 @@ class Space:
         for i, (p, on) in enumerate(zip(self.params, self.active(flat))):
             if on and p.name in flat:
                 u[i] = p.encode(flat[p.name])
+        return u
+
+    def encode_flats(self, flats: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """``(n, d)`` unit vectors of ``n`` flat points, parameter by parameter; row ``i``
+        equals ``encode_flat(flats[i])`` exactly, at a fraction of the cost for large ``n``."""
+        n = len(flats)
+        u = np.full((n, self.dim), np.nan)
+        conditional = self.is_conditional
+        active = [self.active(f) for f in flats] if conditional else None
+        for i, p in enumerate(self.params):
+            rows = [r for r, f in enumerate(flats) if p.name in f and (not conditional or active[r][i])]
+            if rows:
+                u[rows, i] = p.encode_many([flats[r][p.name] for r in rows])
         return u
 
     def to_config(self, flat: Mapping[str, Any]) -> Any:

@@ -73,6 +73,7 @@ class TPESearch(SpaceSearcher):
                          points_to_evaluate=points_to_evaluate, seed=seed)
         self._core: TPE | None = None
         self._core_space = None
+        self._encoded: _EncodedHistory | None = None
 
     def _tpe(self) -> TPE:
         if self._core is None or self._core_space is not self.space:
@@ -84,10 +85,9 @@ class TPESearch(SpaceSearcher):
         if len(history) < self.n_startup or all(obs.failed for obs in history):
             return self.space.sample_flat(self.rng)
         space = self.space
-        X = np.array([space.encode_flat(obs.flat) for obs in history]).reshape(-1, space.dim)
         pending = np.array([space.encode_flat(flat) for flat in self.pending.values()]).reshape(-1, space.dim)
         u = self._tpe().suggest(
-            X,
+            self._encoded_history(),
             [obs.loss for obs in history],
             self.rng,
             budgets=[obs.budget for obs in history],
@@ -95,6 +95,18 @@ class TPESearch(SpaceSearcher):
             pending=pending,
         )
         return space.decode_unit(u)
+
+    def _encoded_history(self) -> np.ndarray:
+        """``(n, d)`` unit vectors of ``self.history``. Each observation is encoded once and
+        kept (encoding all of them on every call dominated the cost of a suggestion at
+        n = 1000), new ones in one batch (``Space.encode_flats``); the cache is rebuilt whenever the history is not the one it
+        was built from extended at its end (restore, another space), checked by identity."""
+        history, cache = self.history, getattr(self, "_encoded", None)  # absent in old pickles
+        if (cache is None or cache.space is not self.space or len(cache.obs) > len(history)
+                or any(a is not b for a, b in zip(cache.obs, history))):
+            cache = self._encoded = _EncodedHistory(self.space)
+        cache.extend(history)
+        return cache.X
 
     # ---- persistence: the options travel with the snapshot --------------------------------
 
@@ -106,4 +118,34 @@ class TPESearch(SpaceSearcher):
             self.options = TPEOptions(**extra["options"])
             self.n_startup = int(extra["n_startup"])
         self._core = None
+        self._encoded = None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_encoded"] = None  # a cache: rebuilt from the history on the next suggestion
+        return state
+
+
+class _EncodedHistory:
+    """Unit vectors of a growing list of observations, in a buffer that doubles when full."""
+
+    def __init__(self, space: Any):
+        self.space = space
+        self.obs: list = []  # the observations encoded so far (compared by identity)
+        self._buf = np.empty((16, space.dim))
+
+    @property
+    def X(self) -> np.ndarray:
+        return self._buf[: len(self.obs)]  # (n, d)
+
+    def extend(self, history: Sequence) -> None:
+        n = len(self.obs)
+        if len(history) > self._buf.shape[0]:
+            buf = np.empty((max(len(history), 2 * self._buf.shape[0]), self.space.dim))
+            buf[:n] = self._buf[:n]
+            self._buf = buf
+        if len(history) > n:
+            new = history[n:]
+            self._buf[n: len(history)] = self.space.encode_flats([obs.flat for obs in new])
+            self.obs.extend(new)
 

@@ -152,6 +152,97 @@ def test_mixture_log_pdf_matches_naive_reference():
     np.testing.assert_allclose(got, ref, rtol=1e-7)
 
 
+def _scott_bandwidth_reference(dims, centres, weights, min_bandwidth=0.01):
+    """The bandwidth rule of the module docstring, one parameter at a time."""
+    c, k = centres.shape
+    wn = np.asarray(weights, float) / np.sum(weights)
+    factor = (1.0 / np.sum(wn**2)) ** (-1.0 / (k + 4))
+    floor = max(min_bandwidth, 1.0 / (c + 2))
+    out = []
+    for j, dim in enumerate(dims):
+        if dim.kind == "categorical":
+            K = dim.n_choices
+            freq = [sum(wn[i] for i in range(c) if int(centres[i, j] * K) == m) for m in range(K)]
+            spread = (1.0 - sum(f * f for f in freq)) * K / (K - 1)
+        else:
+            mean = sum(wn[i] * centres[i, j] for i in range(c))
+            spread = math.sqrt(sum(wn[i] * (centres[i, j] - mean) ** 2 for i in range(c)))
+        out.append(min(max(spread * factor, floor), 1.0))
+    return np.array(out)
+
+
+def _continuous_log_pdf_reference(centres, weights, prior_weight, bandwidth, x):
+    """Mixture of truncated-normal product kernels + uniform prior, with scipy, per point."""
+    w = np.append(weights, prior_weight)
+    w = w / w.sum()
+    out = []
+    for xi in x:
+        log_k = np.log(w[:-1]).copy()
+        for j, s in enumerate(bandwidth):
+            mu = centres[:, j]
+            log_k += stats.truncnorm.logpdf(xi[j], -mu / s, (1 - mu) / s, loc=mu, scale=s)
+        out.append(np.logaddexp(np.log(np.sum(np.exp(log_k - log_k.max()))) + log_k.max(), np.log(w[-1])))
+    return np.array(out)
+
+
+def test_vectorised_kernels_match_the_reference_in_10d():
+    """The estimator evaluates all kernels and parameters as arrays; it must give what one
+    kernel and one parameter at a time gives (scipy's truncated normal)."""
+    rng = np.random.default_rng(11)
+    d, c = 10, 150
+    dims = [Dim.of(p) for p in unit_space(d).params]
+    centres = rng.random((c, d))
+    centres[:5] = np.clip(centres[:5].round(), 0, 1)  # kernels sitting on the edges
+    weights = recency_weights(c, 25) * rng.uniform(0.5, 1.0, c)
+    est = ParzenEstimator(dims, centres, weights, prior_weight=1.0)
+    np.testing.assert_allclose(est.bandwidth, _scott_bandwidth_reference(dims, centres, weights), rtol=1e-12)
+    x = np.vstack([rng.random((20, d)), np.zeros((1, d)), np.ones((1, d)), centres[:3]])
+    ref = _continuous_log_pdf_reference(centres, weights, 1.0, est.bandwidth, x)
+    np.testing.assert_allclose(est.log_pdf(x), ref, rtol=1e-9, atol=1e-9)
+    # narrow kernels (floor of the bandwidth): far tails stay finite and exact
+    small = ParzenEstimator(dims, centres[:3], np.ones(3), prior_weight=1e-3, min_bandwidth=0.01)
+    ref = _continuous_log_pdf_reference(centres[:3], np.ones(3), 1e-3, small.bandwidth, x)
+    np.testing.assert_allclose(small.log_pdf(x), ref, rtol=1e-9, atol=1e-9)
+
+
+def test_vectorised_mixed_kernels_match_the_reference_with_many_kernels():
+    rng = np.random.default_rng(5)
+    dims = [Dim.of(p) for p in MIXED.params]
+    centres = _mixed_points(rng, 60)
+    weights = recency_weights(60, 25)
+    est = ParzenEstimator(dims, centres, weights, prior_weight=1.0)
+    np.testing.assert_allclose(est.bandwidth, _scott_bandwidth_reference(dims, centres, weights), rtol=1e-12)
+    x = _mixed_points(rng, 8)
+    ref = [_naive_log_pdf(dims, centres, weights, 1.0, est.bandwidth, xi) for xi in x]
+    np.testing.assert_allclose(est.log_pdf(x), ref, rtol=1e-9)
+
+
+def test_unit_mass_shortcut_matches_the_stable_form():
+    from search_algs.core.tpe import _log_unit_mass
+
+    rng = np.random.default_rng(2)
+    mu = np.vstack([rng.random((50, 3)), [[0.0, 1.0, 0.5]]])
+    for s in (np.array([0.01, 0.2, 1.0]), np.array([1.0, 1.0, 1.0])):
+        np.testing.assert_allclose(_log_unit_mass(mu, s), log_normal_mass(-mu / s, (1 - mu) / s), rtol=1e-13,
+                                   atol=1e-15)
+    outside = np.array([[3.0, -2.0, 0.5]])  # not a fitted kernel: takes the stable fallback
+    s = np.array([0.1, 0.1, 0.1])
+    np.testing.assert_allclose(_log_unit_mass(outside, s), log_normal_mass(-outside / s, (1 - outside) / s))
+    assert np.all(np.isfinite(_log_unit_mass(outside, s)))
+
+
+def test_encode_flats_equals_encode_flat_row_by_row():
+    cond = Space({"m": Categorical([{"kind": "a", "p": Float(0, 1), "q": Int(1, 9)},
+                                    {"kind": "b", "r": Float(1e-3, 1, log=True, step=None)}, {"kind": "c"}]),
+                  "s": Float(0, 1, step=0.1), "n": Int(2, 2)})
+    rng = np.random.default_rng(4)
+    for space in (MIXED, cond, unit_space(10)):
+        flats = [space.sample_flat(rng) for _ in range(40)]
+        rows = np.array([space.encode_flat(f) for f in flats])
+        np.testing.assert_array_equal(space.encode_flats(flats), rows)  # bit for bit, NaN where inactive
+        assert space.encode_flats([]).shape == (0, space.dim)
+
+
 def test_discrete_densities_sum_to_one_and_sampling_follows_them():
     space = Space({"n": Int(1, 64, log=True), "q": Float(0.0, 1.0, step=0.25),
                    "c": Categorical(["a", "b", "c"])})
@@ -414,6 +505,54 @@ def test_pickled_searcher_continues_the_same_sequence():
     for clone in (pickle.loads(pickle.dumps(a)), cloudpickle.loads(cloudpickle.dumps(a))):
         assert _drive(clone, 4, start=12) == _drive(pickle.loads(pickle.dumps(a)), 4, start=12)
     assert _drive(pickle.loads(pickle.dumps(a)), 4, start=12) == _drive(a, 4, start=12)
+
+
+def test_adapter_encodes_each_observation_once_and_follows_history_changes():
+    import pickle
+
+    a, b = _searcher(2), _searcher(9)
+    _drive(a, 14)
+    _drive(b, 12)
+
+    def fresh(s):
+        return np.array([MIXED.encode_flat(obs.flat) for obs in s.history])
+
+    np.testing.assert_array_equal(a._encoded_history(), fresh(a))
+    first = a._encoded
+    _drive(a, 3, start=14)
+    assert a._encoded is first  # extended, not rebuilt
+    np.testing.assert_array_equal(a._encoded_history(), fresh(a))
+    a.set_state(b.get_state())  # another history (resume): rebuilt
+    np.testing.assert_array_equal(a._encoded_history(), fresh(b))
+    a.history[0] = type(a.history[0])(dict(b.history[5].flat), 1.0)  # replaced in place: rebuilt
+    np.testing.assert_array_equal(a._encoded_history(), fresh(a))
+    clone = pickle.loads(pickle.dumps(a))
+    assert clone._encoded is None  # the cache does not travel; the sequence does (tests above)
+    np.testing.assert_array_equal(clone._encoded_history(), fresh(a))
+
+
+def test_suggestion_cost_at_1000_observations_in_10d():
+    """Issue #4's target: <= 10 ms CPU per suggestion at n = 1000 in 10-D, through the adapter
+    (the first suggestion after a warm start encodes the whole history once)."""
+    from search_algs.tpe import TPESearch
+
+    space = unit_space(10)
+    rng = np.random.default_rng(0)
+    searcher = TPESearch(space=space.template, metric="loss", mode="min", seed=0)
+    for _ in range(1000):
+        flat = space.sample_flat(rng)
+        searcher.add_evaluated_point(space.to_config(flat), hartmann6(space.encode_flat(flat)[:6]))
+    times = []
+    for i in range(8):
+        t = time.process_time()
+        config = searcher.suggest(f"c{i}")
+        times.append(time.process_time() - t)
+        searcher.on_trial_complete(f"c{i}", {"loss": hartmann6(space.encode_flat(space.to_flat(config))[:6]),
+                                             "training_iteration": 1})
+    ms = 1000 * np.array(times)
+    print(f"\nTPESearch: CPU ms per suggestion at n=1000, d=10: median {np.median(ms):.2f}, "
+          f"first {ms[0]:.2f}, max {ms.max():.2f}")
+    assert np.median(ms) < 10 and ms[0] < 20
 
 
 def test_constant_liar_spreads_concurrent_suggestions():
