@@ -28,7 +28,9 @@ What is used, and why:
 * ``Trial.set_config`` / ``Trial.set_experiment_tag``: DeveloperAPI setters that also
   invalidate the trial's cached JSON state.
 * ``trial.storage.experiment_driver_staging_path``: the driver-side experiment folder
-  that Tune syncs to storage, where the scheduler state file goes by default.
+  that Tune syncs to storage, where the scheduler state file goes by default. A restore
+  copies the experiment folder's root ``*.json`` files into it (and later uploads them
+  back): :func:`drop_staged_copy` removes the stale copy of a state file kept elsewhere.
 """
 
 from __future__ import annotations
@@ -99,6 +101,12 @@ def verify() -> None:
     from ray.train._internal.storage import StorageContext
     if not isinstance(getattr(StorageContext, "experiment_driver_staging_path", None), property):
         problems.append("StorageContext.experiment_driver_staging_path is gone")
+    from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
+    sync_down = inspect.getsource(_ExperimentCheckpointManager.sync_down_experiment_state)
+    if '.endswith(".json")' not in sync_down or "experiment_driver_staging_path" not in sync_down:
+        problems.append("_ExperimentCheckpointManager.sync_down_experiment_state no longer copies the "
+                        "experiment folder's *.json files into the driver staging folder (see "
+                        "drop_staged_copy)")
     if problems:
         raise RayInternalsChanged(
             "schedulers/_ray_private.py: Ray internals used by the PBT scheduler changed: "
@@ -150,6 +158,31 @@ def num_to_keep(trial: Any) -> Optional[int]:
 def experiment_staging_dir(trial: Any) -> Optional[str]:
     storage = getattr(trial, "storage", None)
     return None if storage is None else storage.experiment_driver_staging_path
+
+
+def drop_staged_copy(trial: Any, state_path: str) -> bool:
+    """Remove the stale copy of a scheduler state file that a restore put in the driver
+    staging folder; True if there was one.
+
+    Restoring an experiment (``TuneController.resume`` ->
+    ``_ExperimentCheckpointManager.sync_down_experiment_state``) copies every ``*.json``
+    at the experiment folder's root into the driver staging folder, and every later
+    experiment checkpoint uploads that folder back to the experiment folder. A state file
+    that a scheduler writes straight into the experiment folder (``state_path``) would so
+    be overwritten, again and again, by the copy taken at the restore. Only a file of the
+    same name is removed, and only when ``state_path`` is not itself in the staging folder.
+    """
+    import os
+
+    staging = experiment_staging_dir(trial)
+    if staging is None or "://" in staging:
+        return False
+    local = state_path[len("file://"):] if state_path.startswith("file://") else state_path
+    copy = os.path.join(staging, os.path.basename(local))
+    if os.path.abspath(copy) == os.path.abspath(local) or not os.path.exists(copy):
+        return False
+    os.remove(copy)
+    return True
 
 
 def is_function_trainable(trial: Any) -> bool:

@@ -177,6 +177,7 @@ class PBTScheduler(TrialScheduler):
         self._core: PBT | None = None
         self._path: str | None = None
         self._loaded = False
+        self._staging_checked = False  # drop_staged_copy looked for a stale copy in this process
         self._saved_version: int | None = None
         self._verified = False
         self._queue: list = []  # synchronous mode: decisions waiting for their trials to pause
@@ -245,6 +246,12 @@ class PBTScheduler(TrialScheduler):
 
     def on_trial_add(self, tune_controller: "TuneController", trial: Trial) -> None:
         core = self._ensure_core(tune_controller, trial)
+        if not self._staging_checked and self._state_path is not None:
+            # A restore staged a copy of our state file that Tune would upload over it.
+            self._staging_checked = True
+            if _ray_private.drop_staged_copy(trial, self._state_path):
+                logger.debug("PBTScheduler: removed the stale copy of %s staged by the restore",
+                             self._state_path)
         tid = trial.trial_id
         try:
             flat = core.space.to_flat(trial.config)
@@ -509,6 +516,7 @@ class PBTScheduler(TrialScheduler):
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_loaded"] = False  # a copy (e.g. from tuner.pkl) reads the state file again
+        state["_staging_checked"] = False
         state["_saved_version"] = None
         return state
 
