@@ -42,6 +42,8 @@ class TuningResult:
         recommended_config: the searcher's own recommendation when it makes one (model-based
             searchers on noisy objectives: the best posterior mean, which may differ from the
             best observed trial); ``None`` otherwise.
+        held_out: with ``held_out_seeds``, the best config re-trained on those seeds
+            (:class:`orchestrator.held_out.HeldOutResult`: per seed, mean, std, tuning value).
     """
 
     best_config: dict | None
@@ -57,6 +59,7 @@ class TuningResult:
     errors: dict = field(default_factory=dict)
     result_grid: Any = None
     note: str | None = None
+    held_out: Any = None
     recommended_config: dict | None = None
 
     def export_parquet(self, out: str | None = None) -> dict[str, str]:
@@ -78,6 +81,8 @@ class TuningResult:
             rows.append(("searcher recommends", "(best posterior mean; the objective looks noisy)"))
             for key, value in sorted(_flatten(self.recommended_config).items()):
                 rows.append((f"  {key}", _short(value)))
+        if self.held_out is not None:
+            rows.extend(self.held_out.summary_rows())
         statuses = self.trials["status"].value_counts().to_dict() if self.trials is not None and len(self.trials) else {}
         rows.append(("trials", ", ".join(f"{n} {s.lower()}" for s, n in sorted(statuses.items())) or "none"))
         for trial_id, message in sorted(self.errors.items()):
@@ -123,6 +128,8 @@ def tune(
     time_budget_s: float | None = None,
     points_to_evaluate: list | None = None,
     register_model: str | None = None,
+    held_out_seeds: list | None = None,
+    seed_key: str = "seed",
     verbose: int = 1,
     callbacks: list | None = None,
 ) -> TuningResult:
@@ -135,7 +142,9 @@ def tune(
     MLflow off. ``register_model="name"`` registers the best trial's model in MLflow (alias
     ``champion``); the trainable's module must define ``load_model(checkpoint_dir, config)``
     (see :mod:`orchestrator.tracking.artifacts`). ``callbacks`` are extra Ray Tune callbacks
-    (they run on the driver, next to the MLflow tracker).
+    (they run on the driver, next to the MLflow tracker). ``held_out_seeds=[101, 102]``
+    re-trains the best config (PBT: its config schedule) on each of those seeds, set at
+    ``seed_key`` in the config, and reports both numbers (``TuningResult.held_out``).
     """
     spec = ExperimentSpec(
         trainable=trainable, space=space, metric=metric, mode=mode, name=name, search=search,
@@ -145,6 +154,7 @@ def tune(
         seed=seed, tracking_uri=tracking_uri, storage_path=storage_path, address=address,
         max_failures=max_failures, stop=stop, time_budget_s=time_budget_s,
         points_to_evaluate=points_to_evaluate, register_model=register_model,
+        held_out_seeds=held_out_seeds, seed_key=seed_key,
     )
     spec.validate()
     return run(spec, verbose=verbose, callbacks=callbacks)
@@ -353,6 +363,10 @@ def _fit(tuner: Any, spec: ExperimentSpec, experiment_path: str, tracker: Any,
                                   spec=spec, lineage=lineage_of(tuner))
             except Exception as exc:  # noqa: BLE001
                 logger.warning("MLflow artifacts not uploaded (%s: %s)", type(exc).__name__, exc)
+    if getattr(spec, "held_out_seeds", None) and not _interrupted(grid):
+        from orchestrator.held_out import evaluate as evaluate_held_out
+
+        result.held_out = evaluate_held_out(spec, result, tuner)
     if _interrupted(grid):
         print(f"The run stopped before its end; continue it with: tuneorch resume {experiment_path}")
     return result

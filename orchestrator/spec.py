@@ -56,6 +56,10 @@ class ExperimentSpec:
     stop: dict | None = None
     time_budget_s: float | None = None
     points_to_evaluate: list | None = None
+    # Re-train the best config (PBT: its config schedule) once per seed not used for tuning,
+    # writing the seed into the config at seed_key (orchestrator/held_out.py). None: off.
+    held_out_seeds: list | None = None
+    seed_key: str = "seed"
     register_model: str | None = None  # registered model name for the best trial's model
 
     # ---- construction ------------------------------------------------------------------
@@ -147,6 +151,9 @@ class ExperimentSpec:
                 raise SpecError(f"{key}: must be a mapping of options, got {getattr(self, key)!r}")
         self.resources = normalise_resources(self.resources)
         self._check_space()
+        from orchestrator.held_out import check_options as check_held_out
+
+        self.held_out_seeds = check_held_out(self.held_out_seeds, self.seed_key, self.space)
         self._check_choice("search", self.search, registry.SEARCHERS, "ray.tune.search.Searcher")
         self._check_choice("scheduler", self.scheduler, registry.SCHEDULERS, "ray.tune.schedulers.TrialScheduler")
         self.load_trainable()

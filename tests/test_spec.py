@@ -56,6 +56,15 @@ BAD_INPUT = [
     ({"num_sample": 4}, ["unknown fields", "'num_sample'", "did you mean 'num_samples'"]),
     ({"search": {"n_startup": 3}}, ["'search'", "needs a 'name'"]),
     ({"name": "my run/1"}, ["name", "'my run/1'"]),
+    ({"held_out_seeds": [101, -2]}, ["held_out_seeds", "integer >= 0", "-2", "[101, 102, 103]"]),
+    ({"held_out_seeds": [1.5]}, ["held_out_seeds", "integer >= 0", "1.5"]),
+    ({"held_out_seeds": []}, ["held_out_seeds", "at least one seed", "[]"]),
+    ({"held_out_seeds": "101"}, ["held_out_seeds", "list of integer seeds", "'101'"]),
+    ({"held_out_seeds": [3, 4, 3]}, ["held_out_seeds", "distinct", "[3, 4, 3]", "[3]"]),
+    ({"held_out_seeds": [1], "seed_key": ""}, ["seed_key", "''", "seed_key: seed"]),
+    ({"held_out_seeds": [1], "seed_key": "lr"}, ["seed_key", "'lr'", "tuned parameter", "constant"]),
+    ({"held_out_seeds": [0, 1], "space": {"lr": {"type": "float", "low": 1e-3, "high": 0.1}, "seed": 0}},
+     ["held_out_seeds", "contains 0", "not used for tuning", "drop 0"]),
 ]
 
 
