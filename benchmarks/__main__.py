@@ -1,4 +1,4 @@
-"""Command line: ``python -m benchmarks {run,tune,overhead,schedulers,list,report} ...``.
+"""Command line: ``python -m benchmarks {run,tune,overhead,schedulers,pbt,list,report} ...``.
 
 Examples::
 
@@ -7,6 +7,7 @@ Examples::
     python -m benchmarks tune --optimizers random,tpe --problems branin --concurrency 4 --seeds 3 --budget 30
     python -m benchmarks overhead --trials 50 --optimizer random --repeats 2
     python -m benchmarks schedulers --seeds 3 --trials 27
+    python -m benchmarks pbt --seeds 5
     python -m benchmarks list
     python -m benchmarks report bench-results/quick-.../results.json
 """
@@ -85,6 +86,18 @@ def build_parser() -> argparse.ArgumentParser:
     sch.add_argument("--render", metavar="RESULTS_JSON", help="re-render the Markdown of a results.json")
     sch.add_argument("--out")
 
+    pbt = sub.add_parser("pbt", help="our PBT vs Ray's PBT vs no PBT on the PBT paper's toy problem (Tune)")
+    pbt.add_argument("--schedulers", default="ours,ray,fifo", help="comma-separated: ours, ray, fifo")
+    pbt.add_argument("--seeds", type=_positive, default=5)
+    pbt.add_argument("--steps", type=_positive, default=80, help="training steps of each member")
+    pbt.add_argument("--population", type=_positive, default=4, help="members (even: the paper's two, repeated)")
+    pbt.add_argument("--interval", type=_positive, default=4, help="steps between exploit/explore decisions")
+    pbt.add_argument("--resample", type=float, default=0.25, help="resample probability")
+    pbt.add_argument("--target", type=float, default=1.19, help="Q to reach")
+    pbt.add_argument("--cpus", type=_positive, default=2)
+    pbt.add_argument("--render", metavar="RESULTS_JSON", help="re-render the Markdown of a results.json")
+    pbt.add_argument("--out")
+
     sub.add_parser("list", help="problems and optimisers, with availability and versions")
     rep = sub.add_parser("report", help="re-render the Markdown of a results.json")
     rep.add_argument("results")
@@ -118,6 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.cmd == "schedulers":
         return _schedulers(args, command)
+
+    if args.cmd == "pbt":
+        return _pbt(args, command)
 
     try:
         if args.cmd == "run":
@@ -212,6 +228,27 @@ def _schedulers(args, command: str) -> int:
     print(runner.header(data))
     print()
     print(schedulers.render(data))
+    print(f"\nwrote {js} and {md} ({data['meta']['wall_s']:.0f} s)")
+    return 0
+
+
+def _pbt(args, command: str) -> int:
+    from benchmarks import pbt
+
+    if args.render:
+        with open(args.render) as f:
+            print(pbt.render(json.load(f)))
+        return 0
+    try:
+        data = pbt.run_benchmark(command, seeds=args.seeds, schedulers=_names(args.schedulers) or [],
+                                 steps=args.steps, size=args.population, interval=args.interval,
+                                 resample=args.resample, target=args.target, num_cpus=args.cpus)
+    except runner.SelectionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    js, md = pbt.write(data, args.out or runner.default_out("pbt"))
+    print()
+    print(pbt.render(data))
     print(f"\nwrote {js} and {md} ({data['meta']['wall_s']:.0f} s)")
     return 0
 

@@ -1,0 +1,342 @@
+"""PBT benchmark: our PBT vs Ray's ``PopulationBasedTraining`` vs no PBT, on the PBT paper's toy
+problem, through real Ray Tune (``python -m benchmarks pbt``).
+
+Problem: :class:`benchmarks.problems.PBTToy` (Jaderberg et al. 2017, Sec. 4.1 / Fig. 2):
+maximise ``Q = 1.2 - |theta|^2`` while training sees the surrogate
+``1.2 - (h0 theta0^2 + h1 theta1^2)``; lr 0.05, theta starts at (0.9, 0.9). The population
+is the paper's two members, twice: ``h = (1, 0), (0, 1), (1, 0), (0, 1)``; with a fixed ``h``
+none of them can get past ``Q = 0.39``. Each member is a trial of :func:`toy_trainable`
+(one ``training_iteration`` = one step, a checkpoint every ``interval`` steps) stopped after
+``steps`` steps; ``population`` trials run side by side (``num_cpus / population`` CPU each).
+
+Schedulers, same options where both have them (exploit/explore every ``interval`` steps,
+quantile 0.25, resample probability ``resample``, perturbation factors 0.8 / 1.2):
+
+* ``ours``: :class:`schedulers.pbt.PBTScheduler` (asynchronous), initial population served by
+  our ``RandomSearch(points_to_evaluate=...)``, seeded with the run's seed;
+* ``ray``: ``ray.tune.schedulers.PopulationBasedTraining`` with
+  ``hyperparam_mutations = {h0, h1: tune.uniform(0, 1)}`` (it refuses searchers: the
+  population comes from ``param_space``); it draws from Python's and numpy's global
+  generators, which are seeded with the run's seed before the run. Unlike ours it does not
+  clip a perturbed value into the domain (``1.0 * 1.2 = 1.2``);
+* ``fifo``: no PBT (Tune's FIFO): the population trains with its initial ``h``.
+
+Recorded per run: every result the driver receives (trial, ``training_iteration``, Q), the
+number of exploits, wall seconds. Reported per scheduler over seeds: **steps to Q >= target**
+(the first ``training_iteration`` at which any member reports Q >= ``target``, 1.19 by default;
+an exploited member inherits its donor's iteration, so this counts steps along the lineage;
+"never" counts as +inf in the median), **final best Q** (the best member's last Q), the best
+Q ever reported and the steps trained by the whole population (results).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import statistics
+import tempfile
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+SCHEDULERS = ("ours", "ray", "fifo")
+DESCRIPTIONS = {
+    "ours": "schedulers.pbt.PBTScheduler (asynchronous), population from RandomSearch(points_to_evaluate)",
+    "ray": "ray.tune.schedulers.PopulationBasedTraining, hyperparam_mutations h0, h1: tune.uniform(0, 1)",
+    "fifo": "no PBT (FIFOScheduler): every member keeps its initial h",
+}
+METRIC, MODE = "Q", "max"
+
+
+# ---- the trainable -------------------------------------------------------------------------
+
+def toy_trainable(config: dict) -> None:
+    """The toy problem, one step per report, until Tune stops it; a checkpoint every
+    ``config["checkpoint_every"]`` steps; ``h`` is read from ``config`` after restoring."""
+    from ray import tune
+
+    from benchmarks.problems import PBTToy
+
+    theta, step = PBTToy.theta0, 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d, open(os.path.join(d, "toy.json")) as f:
+            state = json.load(f)
+        theta, step = tuple(state["theta"]), int(state["step"])
+    h = {"h0": float(config["h0"]), "h1": float(config["h1"])}
+    every = int(config.get("checkpoint_every", 1))
+    while True:
+        step += 1
+        theta = PBTToy.step(theta, h)
+        metrics = {METRIC: PBTToy.q(theta), "step": step}
+        if step % every:
+            tune.report(metrics)
+            continue
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "toy.json"), "w") as f:
+                json.dump({"theta": list(theta), "step": step}, f)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def population(size: int) -> list[dict]:
+    """The paper's two members, repeated: (1, 0), (0, 1), (1, 0), ..."""
+    from benchmarks.problems import PBTToy
+
+    return [dict(PBTToy.paper_population[k % 2]) for k in range(size)]
+
+
+# ---- one run through Tune ------------------------------------------------------------------
+
+@dataclass
+class PBTRun:
+    scheduler: str
+    seed: int
+    events: list = field(default_factory=list)  # [trial_id, training_iteration, Q] in arrival order
+    exploits: int = 0
+    wall_s: float = 0.0
+    error: str | None = None
+
+
+def _recorder():
+    from ray.tune import Callback
+
+    class Recorder(Callback):
+        def __init__(self):
+            self.events: list = []
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            self.events.append([trial.trial_id, int(result["training_iteration"]), float(result[METRIC])])
+
+    return Recorder()
+
+
+def make_scheduler(name: str, seed: int, interval: int = 4, resample: float = 0.25) -> Any:
+    """The scheduler called ``name`` (``None``: Tune's FIFO)."""
+    if name == "ours":
+        from schedulers.pbt import PBTScheduler
+
+        return PBTScheduler(time_attr="training_iteration", metric=METRIC, mode=MODE,
+                            perturbation_interval=interval, quantile_fraction=0.25,
+                            resample_probability=resample, perturbation_factors=(0.8, 1.2), seed=seed)
+    if name == "ray":
+        from ray import tune
+        from ray.tune.schedulers import PopulationBasedTraining
+
+        return PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=interval,
+                                       hyperparam_mutations={"h0": tune.uniform(0.0, 1.0),
+                                                             "h1": tune.uniform(0.0, 1.0)},
+                                       quantile_fraction=0.25, resample_probability=resample,
+                                       perturbation_factors=(1.2, 0.8))
+    if name == "fifo":
+        return None
+    raise KeyError(f"unknown scheduler {name!r}; known: {', '.join(SCHEDULERS)}")
+
+
+def run_one(scheduler: str, seed: int, steps: int = 80, size: int = 4, interval: int = 4,
+            resample: float = 0.25, num_cpus: int = 2, log: Callable[[str], None] = print) -> PBTRun:
+    """One population under ``scheduler`` (Ray must be running)."""
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+
+    from benchmarks.problems import PBTToy
+    from search_algs.random_search import RandomSearch
+
+    # Of Tune's automatic per-result loggers only the JSON one is kept (the result grid reads it).
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    from ray.tune.logger import JsonLoggerCallback
+
+    rec, recorder = PBTRun(scheduler, seed), _recorder()
+    sched = make_scheduler(scheduler, seed, interval, resample)
+    const = {"checkpoint_every": interval}
+    points = [{**p, **const} for p in population(size)]
+    if scheduler == "ray":  # no searcher allowed: the population is a grid (x size/2 samples)
+        param_space = {"h0": tune.grid_search([1.0, 0.0]),
+                       "h1": tune.sample_from(lambda config: 1.0 - config["h0"]), **const}
+        search_alg, num_samples = None, size // 2
+        random.seed(seed)  # Ray's PBT draws from the global generators
+        np.random.seed(seed)
+    else:
+        param_space = {}
+        searcher = RandomSearch(space={**PBTToy.template, **const}, metric=METRIC, mode=MODE,
+                                points_to_evaluate=points, seed=seed)
+        search_alg, num_samples = ConcurrencyLimiter(searcher, max_concurrent=size), size
+    t0 = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-pbt-") as storage:
+            tuner = tune.Tuner(
+                tune.with_resources(toy_trainable, {"cpu": num_cpus / size}),
+                param_space=param_space,
+                tune_config=tune.TuneConfig(metric=METRIC, mode=MODE, num_samples=num_samples,
+                                            search_alg=search_alg, scheduler=sched, reuse_actors=True,
+                                            max_concurrent_trials=size if scheduler == "ray" else None),
+                run_config=tune.RunConfig(storage_path=storage, name=f"pbt_{scheduler}_{seed}", verbose=0,
+                                          callbacks=[recorder, JsonLoggerCallback()], stop={"training_iteration": steps}),
+            )
+            grid = tuner.fit()
+            rec.wall_s = time.perf_counter() - t0
+            errors = [str(r.error) for r in grid if r.error is not None]
+            if errors:
+                rec.error = f"{len(errors)} trial(s) failed; first: {errors[0][:300]}"
+    except Exception as e:  # noqa: BLE001 - recorded on the run and shown in the report
+        rec.wall_s = time.perf_counter() - t0
+        rec.error = f"{type(e).__name__}: {e}"
+        log(f"FAILED {scheduler} seed {seed}:\n{traceback.format_exc()}")
+    rec.events = recorder.events
+    if scheduler == "ours":
+        try:
+            rec.exploits = len(sched.lineage())
+        except ValueError:  # no trial was ever added (the run failed at once)
+            rec.exploits = 0
+    elif scheduler == "ray":
+        rec.exploits = int(getattr(sched, "_num_perturbations", 0))
+    return rec
+
+
+# ---- metrics (pure) ------------------------------------------------------------------------
+
+def steps_to(events: Sequence, target: float) -> float:
+    """The first ``training_iteration`` at which a member reported ``Q >= target`` (inf: never)."""
+    hits = [it for _, it, q in events if q >= target]
+    return float(min(hits)) if hits else math.inf
+
+
+def final_best(events: Sequence) -> float:
+    """The best member's last Q (NaN counts as -inf)."""
+    last: dict[str, float] = {}
+    for tid, _, q in events:
+        last[tid] = -math.inf if math.isnan(q) else q
+    return max(last.values()) if last else -math.inf
+
+
+def best_ever(events: Sequence) -> float:
+    return max((q for _, _, q in events if not math.isnan(q)), default=-math.inf)
+
+
+def summarise(data: Mapping) -> dict:
+    target = data["meta"]["target"]
+    per: dict[str, list[dict]] = {}
+    for run in data["runs"]:
+        ev = run["events"]
+        per.setdefault(run["scheduler"], []).append({
+            "seed": run["seed"], "steps_to_target": steps_to(ev, target), "final_best": final_best(ev),
+            "best_ever": best_ever(ev), "results": len(ev), "exploits": run["exploits"],
+            "wall_s": run["wall_s"], "error": run["error"]})
+    out = {}
+    for name, rows in per.items():
+        rows.sort(key=lambda r: r["seed"])
+        ok = [r for r in rows if not r["error"]]
+        out[name] = {
+            "per_seed": rows,
+            "n": len(ok),
+            "median_steps": statistics.median([r["steps_to_target"] for r in ok]) if ok else math.nan,
+            "reached": sum(math.isfinite(r["steps_to_target"]) for r in ok),
+            "median_final": statistics.median([r["final_best"] for r in ok]) if ok else math.nan,
+            "median_best_ever": statistics.median([r["best_ever"] for r in ok]) if ok else math.nan,
+            "median_exploits": statistics.median([r["exploits"] for r in ok]) if ok else math.nan,
+            "median_wall_s": statistics.median([r["wall_s"] for r in ok]) if ok else math.nan,
+        }
+    return out
+
+
+# ---- the whole benchmark -------------------------------------------------------------------
+
+def run_benchmark(command: str, seeds: int = 5, schedulers: Sequence[str] = SCHEDULERS, steps: int = 80,
+                  size: int = 4, interval: int = 4, resample: float = 0.25, target: float = 1.19,
+                  num_cpus: int = 2, log: Callable[[str], None] = print) -> dict:
+    from benchmarks import peers, runner
+    from benchmarks.tune_mode import local_ray
+
+    unknown = [s for s in schedulers if s not in SCHEDULERS]
+    if unknown or not schedulers:
+        raise runner.SelectionError(f"unknown or no scheduler(s) {list(unknown)}; known: {', '.join(SCHEDULERS)}")
+    if size < 2 or size % 2:
+        raise runner.SelectionError(f"--population must be an even number >= 2 (the paper's two members, "
+                                    f"repeated), got {size}")
+    t_start = time.perf_counter()
+    data = {
+        "meta": {
+            "kind": "pbt", "title": "PBT on the PBT paper's toy problem",
+            "command": command, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "machine": runner.machine(), "git": runner.git_revision(),
+            "versions": peers.versions(("ray", "numpy")),
+            "seeds": seeds, "steps": steps, "population": size, "interval": interval, "resample": resample,
+            "target": target, "num_cpus": num_cpus, "schedulers": list(schedulers),
+            "descriptions": {s: DESCRIPTIONS[s] for s in schedulers},
+            "load_avg_start": _loadavg(),
+        },
+        "runs": [],
+    }
+    with local_ray(num_cpus):
+        for seed in range(seeds):
+            order = list(schedulers)
+            k = seed % len(order)  # rotate, so drifting load does not always hit the same one
+            for s in order[k:] + order[:k]:
+                rec = run_one(s, seed, steps, size, interval, resample, num_cpus, log)
+                data["runs"].append(asdict(rec))
+                reached = steps_to(rec.events, target)
+                log(f"{s:>5} seed {seed}: {len(rec.events):4d} results, {rec.exploits:3d} exploits, "
+                    f"Q >= {target} at {'never' if math.isinf(reached) else int(reached)}, final best "
+                    f"{final_best(rec.events):.4f}, {rec.wall_s:5.1f} s" + (f"  ({rec.error})" if rec.error else ""))
+    data["meta"]["load_avg_end"] = _loadavg()
+    data["meta"]["wall_s"] = time.perf_counter() - t_start
+    return data
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+# ---- report --------------------------------------------------------------------------------
+
+def _steps(x: float) -> str:
+    return "never" if math.isinf(x) else ("n/a" if math.isnan(x) else f"{x:g}")
+
+
+def render(data: Mapping) -> str:
+    meta = data["meta"]
+    s = summarise(data)
+    out = [f"## {meta['title']}", "",
+           f"- command: `{meta['command']}`",
+           f"- date: {meta['date']}; wall time {meta.get('wall_s', 0):.0f} s; load average "
+           f"{meta.get('load_avg_start')} -> {meta.get('load_avg_end')}",
+           f"- machine: {meta['machine']}; code: {meta['git']}",
+           "- versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
+           f"- population {meta['population']} (h = (1, 0), (0, 1), ...), {meta['steps']} steps, exploit/explore "
+           f"every {meta['interval']} steps, resample probability {meta['resample']}, quantile 0.25, "
+           f"factors 0.8/1.2; {meta['seeds']} seeds; target Q >= {meta['target']}",
+           ""]
+    for name in meta["schedulers"]:
+        out.append(f"- `{name}`: {meta['descriptions'][name]}")
+    out += ["", f"| scheduler | steps to Q >= {meta['target']} (median) | per seed | reached | final best Q "
+                f"(median) | best Q ever (median) | exploits (median) | wall s (median) |",
+            "|---|---|---|---|---|---|---|---|"]
+    for name in meta["schedulers"]:
+        r = s.get(name)
+        if r is None:
+            continue
+        seeds = ", ".join(_steps(x["steps_to_target"]) for x in r["per_seed"])
+        out.append(f"| {name} | {_steps(r['median_steps'])} | {seeds} | {r['reached']}/{r['n']} | "
+                   f"{r['median_final']:.4f} | {r['median_best_ever']:.4f} | {r['median_exploits']:g} | "
+                   f"{r['median_wall_s']:.1f} |")
+    failures = [f"{name} seed {x['seed']}: {x['error']}" for name, r in s.items() for x in r["per_seed"] if x["error"]]
+    if failures:
+        out += ["", "Failures:"] + [f"- {f}" for f in failures]
+    return "\n".join(out)
+
+
+def write(data: Mapping, out_dir: str) -> tuple[str, str]:
+    os.makedirs(out_dir, exist_ok=True)
+    js, md = os.path.join(out_dir, "results.json"), os.path.join(out_dir, "results.md")
+    with open(js, "w") as f:
+        json.dump(data, f, separators=(",", ":"), default=float)
+    with open(md, "w") as f:
+        f.write(render(data) + "\n")
+    return js, md

@@ -1,0 +1,71 @@
+"""The PBT benchmark (``benchmarks/pbt.py``): its metrics on hand-made event lists (fast), and a
+tiny real run of all three schedulers through Tune (``ray_local``) that writes its tables."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from benchmarks import pbt as P
+
+EVENTS = [["a", 1, 0.2], ["b", 1, 0.3], ["a", 2, 1.191], ["b", 2, 0.35], ["b", 3, 1.195], ["a", 3, 1.0]]
+
+
+def test_metrics_on_hand_made_events():
+    assert P.steps_to(EVENTS, 1.19) == 2.0
+    assert P.steps_to(EVENTS, 1.195) == 3.0
+    assert P.steps_to(EVENTS, 1.2) == math.inf
+    assert P.final_best(EVENTS) == 1.195  # a's last is 1.0, b's last 1.195
+    assert P.best_ever(EVENTS) == 1.195
+    assert P.final_best([["a", 1, math.nan]]) == -math.inf
+    assert P.population(4) == [{"h0": 1.0, "h1": 0.0}, {"h0": 0.0, "h1": 1.0}] * 2
+
+
+def test_summary_and_render_from_raw_runs():
+    meta = {"title": "t", "command": "c", "date": "d", "machine": "m", "git": "g", "versions": {"ray": "x"},
+            "seeds": 2, "steps": 3, "population": 2, "interval": 1, "resample": 0.25, "target": 1.19,
+            "schedulers": ["ours", "fifo"], "descriptions": P.DESCRIPTIONS}
+    runs = [{"scheduler": "ours", "seed": 0, "events": EVENTS, "exploits": 2, "wall_s": 1.0, "error": None},
+            {"scheduler": "ours", "seed": 1, "events": EVENTS[:2], "exploits": 0, "wall_s": 3.0, "error": None},
+            {"scheduler": "fifo", "seed": 0, "events": EVENTS[:2], "exploits": 0, "wall_s": 1.0, "error": None},
+            {"scheduler": "fifo", "seed": 1, "events": [], "exploits": 0, "wall_s": 0.1, "error": "boom"}]
+    s = P.summarise({"meta": meta, "runs": runs})
+    assert s["ours"]["median_steps"] == math.inf and s["ours"]["reached"] == 1  # one seed never reached
+    assert s["ours"]["median_final"] == pytest.approx((1.195 + 0.3) / 2)
+    assert s["fifo"]["n"] == 1
+    md = P.render({"meta": meta, "runs": runs})
+    assert "| ours | never | 2, never | 1/2 |" in md and "fifo seed 1: boom" in md
+
+
+def test_unknown_scheduler_or_odd_population_is_refused():
+    from benchmarks import runner
+
+    with pytest.raises(runner.SelectionError, match="unknown"):
+        P.run_benchmark("c", schedulers=["ours", "hyperband"])
+    with pytest.raises(runner.SelectionError, match="even"):
+        P.run_benchmark("c", size=3)
+    with pytest.raises(KeyError):
+        P.make_scheduler("pb2", 0)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_tiny_run_of_the_three_schedulers(ray_local, tmp_path):
+    lines = []
+    data = P.run_benchmark("python -m benchmarks pbt --seeds 1 --steps 12", seeds=1, steps=12, log=lines.append)
+    assert [r["scheduler"] for r in data["runs"]] == ["ours", "ray", "fifo"]
+    for run in data["runs"]:
+        assert run["error"] is None, run["error"]
+        members = {tid for tid, *_ in run["events"]}
+        assert len(members) == 4
+        assert max(it for _, it, _ in run["events"]) == 12
+    by = {r["scheduler"]: r for r in data["runs"]}
+    assert by["fifo"]["exploits"] == 0 and P.final_best(by["fifo"]["events"]) < 0.39  # stalls below 1.2 - 0.81
+    assert by["ours"]["exploits"] >= 1  # (Ray's PBT often skips its few chances here: no donor checkpoint yet)
+    js, md = P.write(data, str(tmp_path / "out"))
+    with open(js) as f:
+        again = json.load(f)
+    assert P.render(again) == open(md).read().rstrip("\n")
+    assert "| ours |" in P.render(again) and "| ray |" in P.render(again) and len(lines) == 3
