@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     sch.add_argument("--out")
 
     pbt = sub.add_parser("pbt", help="our PBT vs Ray's PBT vs no PBT on the PBT paper's toy problem (Tune)")
-    pbt.add_argument("--schedulers", default="ours,ray,fifo", help="comma-separated: ours, ray, fifo")
+    pbt.add_argument("--schedulers", default="ours,ray,ours-sync,ray-sync,fifo",
+                     help="comma-separated: ours, ray, ours-sync, ray-sync, fifo")
     pbt.add_argument("--seeds", type=_positive, default=5)
     pbt.add_argument("--steps", type=_positive, default=80, help="training steps of each member")
     pbt.add_argument("--population", type=_positive, default=4, help="members (even: the paper's two, repeated)")
@@ -95,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     pbt.add_argument("--resample", type=float, default=0.25, help="resample probability")
     pbt.add_argument("--target", type=float, default=1.19, help="Q to reach")
     pbt.add_argument("--cpus", type=_positive, default=2)
+    pbt.add_argument("--time-limit", type=float, default=300.0, help="seconds per Tune run (a guard against hangs)")
     pbt.add_argument("--render", metavar="RESULTS_JSON", help="re-render the Markdown of a results.json")
     pbt.add_argument("--out")
 
@@ -242,7 +244,8 @@ def _pbt(args, command: str) -> int:
     try:
         data = pbt.run_benchmark(command, seeds=args.seeds, schedulers=_names(args.schedulers) or [],
                                  steps=args.steps, size=args.population, interval=args.interval,
-                                 resample=args.resample, target=args.target, num_cpus=args.cpus)
+                                 resample=args.resample, target=args.target, num_cpus=args.cpus,
+                                 time_limit_s=args.time_limit)
     except runner.SelectionError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

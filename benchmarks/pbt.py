@@ -19,7 +19,12 @@ quantile 0.25, resample probability ``resample``, perturbation factors 0.8 / 1.2
   population comes from ``param_space``); it draws from Python's and numpy's global
   generators, which are seeded with the run's seed before the run. Unlike ours it does not
   clip a perturbed value into the domain (``1.0 * 1.2 = 1.2``);
+* ``ours-sync``, ``ray-sync``: the same in synchronous mode (members wait for each other at
+  every interval and are ranked together);
 * ``fifo``: no PBT (Tune's FIFO): the population trains with its initial ``h``.
+
+Every run has a wall-time limit (``time_limit_s``, Tune's ``time_budget_s``): a run that hits
+it (e.g. trials left paused for ever) is reported as an error.
 
 Recorded per run: every result the driver receives (trial, ``training_iteration``, Q), the
 number of exploits, wall seconds. Reported per scheduler over seeds: **steps to Q >= target**
@@ -44,10 +49,13 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-SCHEDULERS = ("ours", "ray", "fifo")
+SCHEDULERS = ("ours", "ray", "ours-sync", "ray-sync", "fifo")
 DESCRIPTIONS = {
     "ours": "schedulers.pbt.PBTScheduler (asynchronous), population from RandomSearch(points_to_evaluate)",
-    "ray": "ray.tune.schedulers.PopulationBasedTraining, hyperparam_mutations h0, h1: tune.uniform(0, 1)",
+    "ray": "ray.tune.schedulers.PopulationBasedTraining (asynchronous), hyperparam_mutations h0, h1: "
+           "tune.uniform(0, 1)",
+    "ours-sync": "schedulers.pbt.PBTScheduler(synchronous=True): generations with a barrier",
+    "ray-sync": "ray.tune.schedulers.PopulationBasedTraining(synch=True)",
     "fifo": "no PBT (FIFOScheduler): every member keeps its initial h",
 }
 METRIC, MODE = "Q", "max"
@@ -117,13 +125,14 @@ def _recorder():
 
 def make_scheduler(name: str, seed: int, interval: int = 4, resample: float = 0.25) -> Any:
     """The scheduler called ``name`` (``None``: Tune's FIFO)."""
-    if name == "ours":
+    if name in ("ours", "ours-sync"):
         from schedulers.pbt import PBTScheduler
 
         return PBTScheduler(time_attr="training_iteration", metric=METRIC, mode=MODE,
                             perturbation_interval=interval, quantile_fraction=0.25,
-                            resample_probability=resample, perturbation_factors=(0.8, 1.2), seed=seed)
-    if name == "ray":
+                            resample_probability=resample, perturbation_factors=(0.8, 1.2), seed=seed,
+                            synchronous=name == "ours-sync")
+    if name in ("ray", "ray-sync"):
         from ray import tune
         from ray.tune.schedulers import PopulationBasedTraining
 
@@ -131,14 +140,15 @@ def make_scheduler(name: str, seed: int, interval: int = 4, resample: float = 0.
                                        hyperparam_mutations={"h0": tune.uniform(0.0, 1.0),
                                                              "h1": tune.uniform(0.0, 1.0)},
                                        quantile_fraction=0.25, resample_probability=resample,
-                                       perturbation_factors=(1.2, 0.8))
+                                       perturbation_factors=(1.2, 0.8), synch=name == "ray-sync")
     if name == "fifo":
         return None
     raise KeyError(f"unknown scheduler {name!r}; known: {', '.join(SCHEDULERS)}")
 
 
 def run_one(scheduler: str, seed: int, steps: int = 80, size: int = 4, interval: int = 4,
-            resample: float = 0.25, num_cpus: int = 2, log: Callable[[str], None] = print) -> PBTRun:
+            resample: float = 0.25, num_cpus: int = 2, time_limit_s: float = 300.0,
+            log: Callable[[str], None] = print) -> PBTRun:
     """One population under ``scheduler`` (Ray must be running)."""
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
@@ -154,7 +164,7 @@ def run_one(scheduler: str, seed: int, steps: int = 80, size: int = 4, interval:
     sched = make_scheduler(scheduler, seed, interval, resample)
     const = {"checkpoint_every": interval}
     points = [{**p, **const} for p in population(size)]
-    if scheduler == "ray":  # no searcher allowed: the population is a grid (x size/2 samples)
+    if scheduler.startswith("ray"):  # no searcher allowed: the population is a grid (x size/2 samples)
         param_space = {"h0": tune.grid_search([1.0, 0.0]),
                        "h1": tune.sample_from(lambda config: 1.0 - config["h0"]), **const}
         search_alg, num_samples = None, size // 2
@@ -173,7 +183,8 @@ def run_one(scheduler: str, seed: int, steps: int = 80, size: int = 4, interval:
                 param_space=param_space,
                 tune_config=tune.TuneConfig(metric=METRIC, mode=MODE, num_samples=num_samples,
                                             search_alg=search_alg, scheduler=sched, reuse_actors=True,
-                                            max_concurrent_trials=size if scheduler == "ray" else None),
+                                            time_budget_s=time_limit_s,
+                                            max_concurrent_trials=size if search_alg is None else None),
                 run_config=tune.RunConfig(storage_path=storage, name=f"pbt_{scheduler}_{seed}", verbose=0,
                                           callbacks=[recorder, JsonLoggerCallback()], stop={"training_iteration": steps}),
             )
@@ -182,17 +193,19 @@ def run_one(scheduler: str, seed: int, steps: int = 80, size: int = 4, interval:
             errors = [str(r.error) for r in grid if r.error is not None]
             if errors:
                 rec.error = f"{len(errors)} trial(s) failed; first: {errors[0][:300]}"
+            elif rec.wall_s >= 0.98 * time_limit_s:
+                rec.error = f"hit the time limit of {time_limit_s:.0f} s"
     except Exception as e:  # noqa: BLE001 - recorded on the run and shown in the report
         rec.wall_s = time.perf_counter() - t0
         rec.error = f"{type(e).__name__}: {e}"
         log(f"FAILED {scheduler} seed {seed}:\n{traceback.format_exc()}")
     rec.events = recorder.events
-    if scheduler == "ours":
+    if scheduler.startswith("ours"):
         try:
             rec.exploits = len(sched.lineage())
         except ValueError:  # no trial was ever added (the run failed at once)
             rec.exploits = 0
-    elif scheduler == "ray":
+    elif scheduler.startswith("ray"):
         rec.exploits = int(getattr(sched, "_num_perturbations", 0))
     return rec
 
@@ -247,7 +260,7 @@ def summarise(data: Mapping) -> dict:
 
 def run_benchmark(command: str, seeds: int = 5, schedulers: Sequence[str] = SCHEDULERS, steps: int = 80,
                   size: int = 4, interval: int = 4, resample: float = 0.25, target: float = 1.19,
-                  num_cpus: int = 2, log: Callable[[str], None] = print) -> dict:
+                  num_cpus: int = 2, time_limit_s: float = 300.0, log: Callable[[str], None] = print) -> dict:
     from benchmarks import peers, runner
     from benchmarks.tune_mode import local_ray
 
@@ -265,7 +278,7 @@ def run_benchmark(command: str, seeds: int = 5, schedulers: Sequence[str] = SCHE
             "machine": runner.machine(), "git": runner.git_revision(),
             "versions": peers.versions(("ray", "numpy")),
             "seeds": seeds, "steps": steps, "population": size, "interval": interval, "resample": resample,
-            "target": target, "num_cpus": num_cpus, "schedulers": list(schedulers),
+            "target": target, "num_cpus": num_cpus, "schedulers": list(schedulers), "time_limit_s": time_limit_s,
             "descriptions": {s: DESCRIPTIONS[s] for s in schedulers},
             "load_avg_start": _loadavg(),
         },
@@ -276,7 +289,7 @@ def run_benchmark(command: str, seeds: int = 5, schedulers: Sequence[str] = SCHE
             order = list(schedulers)
             k = seed % len(order)  # rotate, so drifting load does not always hit the same one
             for s in order[k:] + order[:k]:
-                rec = run_one(s, seed, steps, size, interval, resample, num_cpus, log)
+                rec = run_one(s, seed, steps, size, interval, resample, num_cpus, time_limit_s, log)
                 data["runs"].append(asdict(rec))
                 reached = steps_to(rec.events, target)
                 log(f"{s:>5} seed {seed}: {len(rec.events):4d} results, {rec.exploits:3d} exploits, "
