@@ -8,20 +8,25 @@ returns a :class:`TuningResult`.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import math
 import os
 import re
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator import cluster, registry
+from orchestrator.faults import HangWatchdog, explain_error
 from orchestrator.spec import ExperimentSpec, SpecError
 from search_algs.base import SpaceSearcher
 from search_algs.converters import to_ray_param_space
 from search_algs.errors import SpaceError
+from search_algs.result_cache import ResultCache
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +66,8 @@ class TuningResult:
     note: str | None = None
     held_out: Any = None
     recommended_config: dict | None = None
+    cache_hits: list = field(default_factory=list)
+    interrupted: bool = False  # stopped before its end (Ctrl-C, time budget): resume continues it
 
     def export_parquet(self, out: str | None = None) -> dict[str, str]:
         """Write trials/metrics/param_history Parquet tables (see :mod:`orchestrator.export`)."""
@@ -85,8 +92,11 @@ class TuningResult:
             rows.extend(self.held_out.summary_rows())
         statuses = self.trials["status"].value_counts().to_dict() if self.trials is not None and len(self.trials) else {}
         rows.append(("trials", ", ".join(f"{n} {s.lower()}" for s, n in sorted(statuses.items())) or "none"))
+        if self.cache_hits:
+            rows.append(("cached", f"{len(self.cache_hits)} proposals equal to a trained config: "
+                                   f"its result was reused, not retrained"))
         for trial_id, message in sorted(self.errors.items()):
-            rows.append((f"  error {trial_id}", message.strip().splitlines()[-1][:100] if message else "?"))
+            rows.append((f"  error {trial_id}", message.strip().splitlines()[-1][:200] if message else "?"))
         rows.append(("experiment", self.experiment_path))
         rows.append(("resume with", f"tuneorch resume {self.experiment_path}"))
         if self.tracking_uri:
@@ -132,6 +142,8 @@ def tune(
     seed_key: str = "seed",
     verbose: int = 1,
     callbacks: list | None = None,
+    report_timeout_s: float | None = None,
+    cache_results: bool | None = None,
 ) -> TuningResult:
     """Tune ``trainable`` over ``space``; see :class:`ExperimentSpec` for every argument.
 
@@ -155,6 +167,7 @@ def tune(
         max_failures=max_failures, stop=stop, time_budget_s=time_budget_s,
         points_to_evaluate=points_to_evaluate, register_model=register_model,
         held_out_seeds=held_out_seeds, seed_key=seed_key,
+        report_timeout_s=report_timeout_s, cache_results=cache_results,
     )
     spec.validate()
     return run(spec, verbose=verbose, callbacks=callbacks)
@@ -251,13 +264,15 @@ def run(spec: ExperimentSpec, verbose: int = 1, callbacks: list | None = None) -
     spec.max_concurrent = max_concurrent
     _save_spec(spec, experiment_path)
     tracker = _make_tracker(spec, storage_path, experiment_path, run_name)
+    watchdog = HangWatchdog(spec.report_timeout_s) if spec.report_timeout_s else None
+    cache = ResultCache(searcher, spec.space) if spec.caches_results() else None
 
     tuner = ray_tune.Tuner(
         ray_tune.with_resources(trainable, cluster.placement(spec.resources)),
         param_space=param_space,
         tune_config=ray_tune.TuneConfig(
             metric=spec.metric, mode=spec.mode,
-            search_alg=ConcurrencyLimiter(searcher, max_concurrent=max_concurrent),
+            search_alg=ConcurrencyLimiter(cache or searcher, max_concurrent=max_concurrent),
             scheduler=scheduler, num_samples=spec.num_samples, time_budget_s=spec.time_budget_s,
             # A paused/exploited/promoted trial restarts in a warm actor instead of a new process
             # (Ray 2.60 defaults to False): PBT and ASHA promotion pause trials all the time.
@@ -265,13 +280,20 @@ def run(spec: ExperimentSpec, verbose: int = 1, callbacks: list | None = None) -
         ),
         run_config=ray_tune.RunConfig(
             name=run_name, storage_path=storage_path, stop=spec.stop,
-            callbacks=([tracker] if tracker is not None else []) + list(callbacks or []),
+            callbacks=_own_callbacks(watchdog, tracker) + list(callbacks or []),
             failure_config=ray_tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=ray_tune.CheckpointConfig(num_to_keep=spec.keep_checkpoints),
             verbose=verbose,
         ),
     )
-    return _fit(tuner, spec, experiment_path, tracker, searcher)
+    return _fit(tuner, spec, experiment_path, tracker, searcher, watchdog)
+
+
+def _own_callbacks(watchdog: HangWatchdog | None, tracker: Any) -> list:
+    # The watchdog comes first: the tracker records the reason it found for a failure.
+    if tracker is not None and watchdog is not None:
+        tracker.error_notes = watchdog.hung
+    return [c for c in (watchdog, tracker) if c is not None]
 
 
 def resume(experiment_path: str, verbose: int = 1) -> TuningResult:
@@ -294,8 +316,9 @@ def resume(experiment_path: str, verbose: int = 1) -> TuningResult:
         trainable=ray_tune.with_resources(spec.load_trainable(), cluster.placement(spec.resources)),
         resume_unfinished=True, resume_errored=True, param_space=param_space or None,
     )
-    _replace_callbacks(tuner, [tracker] if tracker is not None else [])
-    return _fit(tuner, spec, experiment_path, tracker)
+    watchdog = HangWatchdog(spec.report_timeout_s) if spec.report_timeout_s else None
+    _replace_callbacks(tuner, _own_callbacks(watchdog, tracker))
+    return _fit(tuner, spec, experiment_path, tracker, watchdog=watchdog)
 
 
 def _replace_callbacks(tuner: Any, callbacks: list) -> None:
@@ -335,9 +358,10 @@ def _explain_tune_error(exc: BaseException, spec: ExperimentSpec) -> BaseExcepti
 
 
 def _fit(tuner: Any, spec: ExperimentSpec, experiment_path: str, tracker: Any,
-         searcher: Any = None) -> TuningResult:
+         searcher: Any = None, watchdog: HangWatchdog | None = None) -> TuningResult:
     try:
-        grid = tuner.fit()
+        with _watch_interrupts() as interrupts:
+            grid = tuner.fit()
     except BaseException as exc:
         if tracker is not None:
             tracker.finish(None, None, spec.metric, status="FAILED")
@@ -345,7 +369,9 @@ def _fit(tuner: Any, spec: ExperimentSpec, experiment_path: str, tracker: Any,
         if clearer is not None:
             raise clearer from None
         raise
-    result = _collect(grid, spec, experiment_path, tracker)
+    result = _collect(grid, spec, experiment_path, tracker, watchdog.hung if watchdog else {})
+    result.cache_hits = _cache_hits(tuner)
+    result.interrupted = interrupts["interrupted"] or _interrupted(grid)
     recommend = getattr(searcher, "recommend", None)
     if callable(recommend):
         try:
@@ -354,7 +380,8 @@ def _fit(tuner: Any, spec: ExperimentSpec, experiment_path: str, tracker: Any,
             logger.warning("the searcher could not recommend a config (%s: %s)", type(exc).__name__, exc)
     if tracker is not None:
         tracker.finish(result.best_config, result.best_metric, spec.metric,
-                       status="FINISHED" if not _interrupted(grid) else "KILLED")
+                       status="FINISHED" if not result.interrupted else "KILLED",
+                       extra_metrics={"cache_hits": len(result.cache_hits)})
         if result.mlflow_run_id:  # spec, tables, plots, best checkpoint, model: never fails the run
             try:
                 from orchestrator.tracking.artifacts import lineage_of, log_run_artifacts
@@ -363,13 +390,41 @@ def _fit(tuner: Any, spec: ExperimentSpec, experiment_path: str, tracker: Any,
                                   spec=spec, lineage=lineage_of(tuner))
             except Exception as exc:  # noqa: BLE001
                 logger.warning("MLflow artifacts not uploaded (%s: %s)", type(exc).__name__, exc)
-    if getattr(spec, "held_out_seeds", None) and not _interrupted(grid):
+    if getattr(spec, "held_out_seeds", None) and not result.interrupted:
         from orchestrator.held_out import evaluate as evaluate_held_out
 
         result.held_out = evaluate_held_out(spec, result, tuner)
-    if _interrupted(grid):
+    if result.interrupted:
         print(f"The run stopped before its end; continue it with: tuneorch resume {experiment_path}")
     return result
+
+
+@contextlib.contextmanager
+def _watch_interrupts():
+    """Tell whether Tune ended the run on Ctrl-C; Tune keeps that to itself.
+
+    Tune's handler, installed inside ``fit``, puts back the handler it found on the first
+    Ctrl-C and stops gracefully; a second Ctrl-C then reaches that handler, which raises
+    ``KeyboardInterrupt`` as Python's default does. So when ours is back in place after the
+    fit, Tune was interrupted.
+    """
+    state = {"interrupted": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield state  # signal handlers live in the main thread only; neither Tune nor we install one
+        return
+
+    def after_first_ctrl_c(signum, frame):
+        state["interrupted"] = True
+        signal.default_int_handler(signum, frame)
+
+    previous = signal.signal(signal.SIGINT, after_first_ctrl_c)
+    try:
+        yield state
+    finally:
+        tune_installs = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") in ("", "0")
+        if tune_installs and signal.getsignal(signal.SIGINT) is after_first_ctrl_c:
+            state["interrupted"] = True
+        signal.signal(signal.SIGINT, previous)
 
 
 def _interrupted(grid: Any) -> bool:
@@ -456,8 +511,27 @@ def trials_table(grid: Any):
     return pd.DataFrame(rows), errors
 
 
-def _collect(grid: Any, spec: ExperimentSpec, experiment_path: str, tracker: Any) -> TuningResult:
+def _cache_hits(tuner: Any) -> list:
+    """The proposals the result cache answered, from the search algorithm Tune ran (after a
+    resume that is the restored one, not the object built in :func:`run`)."""
+    try:
+        search_alg = tuner._local_tuner._tune_config.search_alg
+    except AttributeError:
+        return []
+    while search_alg is not None and not isinstance(search_alg, ResultCache):
+        search_alg = search_alg.__dict__.get("searcher")
+    return list(search_alg.hits) if search_alg is not None else []
+
+
+def _collect(grid: Any, spec: ExperimentSpec, experiment_path: str, tracker: Any,
+             hung: dict | None = None) -> TuningResult:
     frame, errors = trials_table(grid)
+    for trial_id, message in errors.items():
+        # Say what most likely happened (hang, out of memory, a killed worker) before the raw error.
+        reason = explain_error(message, (hung or {}).get(trial_id))
+        if reason:
+            errors[trial_id] = f"{message.rstrip()}\n{reason}"
+            frame.loc[frame["trial_id"] == trial_id, "error"] = errors[trial_id]
     best_config = best_metric = best_trial = None
     try:
         best = grid.get_best_result(metric=spec.metric, mode=spec.mode, scope="last",

@@ -61,13 +61,13 @@ def main(argv: list[str] | None = None) -> int:
             spec = ExperimentSpec.from_yaml(args.spec, args.overrides)
             result = run(spec, verbose=0 if args.quiet else 1)
             print(result.summary())
-            return 0 if result.best_config is not None else 1
+            return _exit_code(result)
         if args.command == "resume":
             from orchestrator.api import resume
 
             result = resume(args.experiment, verbose=0 if args.quiet else 1)
             print(result.summary())
-            return 0 if result.best_config is not None else 1
+            return _exit_code(result)
         if args.command == "export":
             from orchestrator.export import export_parquet
 
@@ -84,6 +84,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tuneorch: error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _exit_code(result) -> int:
+    if result.interrupted:
+        return 130  # the shell's code for "stopped by Ctrl-C": scripts can tell it from a failure
+    return 0 if result.best_config is not None else 1
 
 
 if __name__ == "__main__":

@@ -49,6 +49,9 @@ def connect(address: str | None) -> None:
         # working directory the way the driver does (``tuneorch run`` from a project folder).
         paths = [os.getcwd()] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        # A Ray we start serves its dashboard (which can submit jobs) on this machine only.
+        ray.init(address=address, configure_logging=False, log_to_driver=True, dashboard_host="127.0.0.1")
+        return
     ray.init(address=address, configure_logging=False, log_to_driver=True)
 
 

@@ -21,6 +21,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from orchestrator.spec import SpecError
+from orchestrator.redaction import redact_config
 
 # Keys Tune adds to every result that are bookkeeping, not metrics.
 _NOT_METRICS = {"trial_id", "date", "hostname", "node_ip", "pid", "done", "should_checkpoint",
@@ -79,13 +80,14 @@ def tables(experiment_path: str) -> dict[str, pa.Table]:
                 if number is not None:
                     metric_rows.append((trial_id, step, timestamp, key, number))
                     last_metrics[key] = number
-            config = _flatten(result.get("config") or {}, "")
+            config = _flatten(redact_config(result.get("config") or {}), "")
             for key, value in config.items():
                 if key not in last_config or last_config[key] != value:
                     history_rows.append((trial_id, step, key, json.dumps(value, default=str)))
             last_config = config
         row = {"trial_id": trial_id, "iterations": results[-1].get("training_iteration"), **last_metrics,
-               "config_json": json.dumps(results[-1].get("config") or {}, default=str, sort_keys=True)}
+               "config_json": json.dumps(redact_config(results[-1].get("config") or {}), default=str,
+                                         sort_keys=True)}
         row.update({f"config/{k}": v for k, v in last_config.items()})
         trials.append(row)
 

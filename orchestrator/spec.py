@@ -61,6 +61,12 @@ class ExperimentSpec:
     held_out_seeds: list | None = None
     seed_key: str = "seed"
     register_model: str | None = None  # registered model name for the best trial's model
+    # A running trial that reports nothing for this long is hung: its worker is killed and the
+    # trial retried from its last checkpoint (max_failures), then marked failed. None: no limit.
+    report_timeout_s: float | None = None
+    # Train functionally equal configs once (search_algs/result_cache.py). None: on, except for
+    # searchers that treat the objective as noisy (kg, or search_options noise: noisy).
+    cache_results: bool | None = None
 
     # ---- construction ------------------------------------------------------------------
 
@@ -140,6 +146,16 @@ class ExperimentSpec:
             )
         if self.time_budget_s is not None and not (isinstance(self.time_budget_s, (int, float)) and self.time_budget_s > 0):
             raise SpecError(f"time_budget_s: must be a positive number of seconds, got {self.time_budget_s!r}")
+        if self.report_timeout_s is not None and (
+            isinstance(self.report_timeout_s, bool) or not isinstance(self.report_timeout_s, (int, float))
+            or not math.isfinite(self.report_timeout_s) or self.report_timeout_s <= 0
+        ):
+            raise SpecError(
+                f"report_timeout_s: must be a positive number of seconds (longest a trial may go "
+                f"without reporting, setup included) or null, got {self.report_timeout_s!r}; e.g. report_timeout_s: 600"
+            )
+        if self.cache_results is not None and not isinstance(self.cache_results, bool):
+            raise SpecError(f"cache_results: must be true, false or null (automatic), got {self.cache_results!r}")
         if self.stop is not None and not isinstance(self.stop, Mapping):
             raise SpecError(f"stop: must be a mapping like {{training_iteration: 10}}, got {self.stop!r}")
         if not isinstance(self.storage_path, str) or not self.storage_path:
@@ -212,6 +228,13 @@ class ExperimentSpec:
             return
         elif isinstance(value, type):
             raise SpecError(f"{key}: pass an instance, not the class {value.__name__}; e.g. {value.__name__}(...)")
+
+    def caches_results(self) -> bool:
+        """Whether functionally equal configs are trained once (see ``cache_results``)."""
+        if self.cache_results is not None:
+            return self.cache_results
+        noisy = self.search == "kg" or str(self.search_options.get("noise", "")).lower() == "noisy"
+        return not noisy
 
     def load_trainable(self) -> Callable | type:
         """The trainable itself, imported from ``module:attribute`` when given as a string."""

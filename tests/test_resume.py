@@ -87,3 +87,51 @@ def test_resume_after_the_driver_is_killed(ray_local, tmp_path):
     for child in children:
         steps = [m.step for m in client.get_metric_history(child.info.run_id, "loss")]
         assert sorted(steps) == [1, 2, 3], steps
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_gracefully_and_says_how_to_resume(ray_local, tmp_path):
+    log_dir = tmp_path / "markers"
+    log_dir.mkdir()
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(textwrap.dedent(f"""
+        name: ctrl-c
+        trainable: trainables:slow_steps
+        metric: loss
+        mode: min
+        space:
+          x: {{type: float, low: 0.0, high: 1.0}}
+          log_dir: {str(log_dir)!r}
+        num_samples: 6
+        max_concurrent: 2
+        resources: {{cpu: 1}}
+        storage_path: {str(tmp_path / "runs")!r}
+        tracking_uri: ''
+    """))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    cli = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(spec), "--quiet"],
+                           cwd=ROOT / "tests", env=env, start_new_session=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 120
+        while not any(steps == {1, 2, 3} for steps in markers(log_dir).values()):
+            assert cli.poll() is None and time.time() < deadline, "the run made no progress"
+            time.sleep(0.2)
+        # A terminal's Ctrl-C: SIGINT to the whole foreground process group, once.
+        os.killpg(cli.pid, signal.SIGINT)
+        output, _ = cli.communicate(timeout=120)
+    finally:
+        try:
+            os.killpg(cli.pid, signal.SIGKILL)  # whatever the CLI started and left behind
+        except ProcessLookupError:
+            pass
+        cli.wait()
+    (experiment,) = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
+    assert cli.returncode == 130, output[-3000:]
+    assert f"continue it with: tuneorch resume {experiment}" in output
+    assert "Traceback" not in output, output[-3000:]
+    assert len(markers(log_dir)) < 6
+
+    result = orchestrator.resume(str(experiment), verbose=0)
+    assert len(result.trials) == 6 and (result.trials["status"] == "TERMINATED").all()
+    assert not result.interrupted

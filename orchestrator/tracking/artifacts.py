@@ -62,6 +62,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from orchestrator.redaction import is_secret_name, redact_config
+
 logger = logging.getLogger(__name__)
 
 CHAMPION_ALIAS = "champion"
@@ -403,7 +405,7 @@ def spec_document(spec: Any, result: Any, experiment_path: str) -> dict:
         "mode": getattr(result, "mode", None),
         "best_trial_id": getattr(result, "best_trial_id", None),
         "best_metric": getattr(result, "best_metric", None),
-        "best_config": getattr(result, "best_config", None),
+        "best_config": redact_config(getattr(result, "best_config", None)),
         "trials": int(len(trials)) if trials is not None else None,
         "statuses": statuses,
         "errors": {str(k): (str(v).strip().splitlines() or [""])[-1][:500]
@@ -749,7 +751,7 @@ def plot_parallel_coordinates(trials: Any, metric: str, mode: str, path: str,
     space = space or {}
     axes = []
     for column in trials.columns:
-        if column.startswith("config/"):
+        if column.startswith("config/") and not is_secret_name(column):
             name = column[len("config/"):]
             axis = _axis(trials[column], name, space.get(name))
             if axis is not None:

@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
 from ray.tune import Callback
+from orchestrator.faults import explain_error
+from orchestrator.redaction import REDACTED, is_secret_name, redact_config
 
 from orchestrator.tracking.outbox import (
     STATE_FILE,
@@ -99,7 +101,11 @@ def default_tracking_uri(base_dir: str) -> str:
 
 
 def flatten_params(config: Any, prefix: str = "") -> dict[str, str]:
-    """Nested dicts become ``a/b`` keys; every value becomes its ``str`` (cut to 6000 chars)."""
+    """Nested dicts become ``a/b`` keys; every value becomes its ``str`` (cut to 6000 chars).
+
+    Values under secret-looking names (``api_key``, ``password``...) become ``***``
+    (:mod:`orchestrator.redaction`): the trainable gets them, the records do not.
+    """
     out: dict[str, str] = {}
     if not isinstance(config, dict):
         return out
@@ -108,7 +114,8 @@ def flatten_params(config: Any, prefix: str = "") -> dict[str, str]:
         if isinstance(value, dict) and value:
             out.update(flatten_params(value, f"{name}/"))
         else:
-            out[name] = str(value)[:MAX_PARAM_VALUE_LENGTH]
+            out[name] = REDACTED if is_secret_name(name) and value not in (None, "") \
+                else str(value)[:MAX_PARAM_VALUE_LENGTH]
     return out
 
 
@@ -257,6 +264,8 @@ class MLflowTracking(Callback):
         self.linger_s = float(linger_s)
         self._session: _Session | None = None
         self._trials: dict[str, _TrialSeen] = {}
+        # {trial_id: why it failed} from the hang watchdog (orchestrator.faults), shared with it.
+        self.error_notes: dict[str, str] = {}
 
     # Tune pickles the callback into tuner.pkl; only the configuration travels.
     _RUNTIME = ("_session", "_trials")
@@ -328,11 +337,11 @@ class MLflowTracking(Callback):
         return session.sender.wait_delivered(session.writer.end_offset, timeout)
 
     def finish(self, best_config: dict | None, best_metric: float | None, metric: str,
-               status: str = "FINISHED") -> None:
+               status: str = "FINISHED", extra_metrics: dict | None = None) -> None:
         """Log the best result on the parent, deliver the outbox, end every run.
 
         ``best_config`` goes to tags ``best_config`` (JSON) and ``best_config/<key>``; ``best_metric``
-        to the metric ``best/<metric>``. Children still RUNNING end as KILLED; the parent ends
+        to the metric ``best/<metric>``; ``extra_metrics`` (e.g. ``cache_hits``) go to the parent too. Children still RUNNING end as KILLED; the parent ends
         with ``status``. If the outbox is not delivered within ``drain_timeout_s`` the records
         stay in ``outbox_dir`` (a warning says how much) and the next ``start()`` on that
         directory, or ``replay_outbox``, delivers them.
@@ -349,14 +358,16 @@ class MLflowTracking(Callback):
         ts = _now_ms()
         tags = {"best_metric_name": metric}
         if best_config is not None:
-            tags["best_config"] = json.dumps(best_config, sort_keys=True, default=str)[:MAX_TAG_VALUE_LENGTH]
+            tags["best_config"] = json.dumps(redact_config(best_config), sort_keys=True,
+                                             default=str)[:MAX_TAG_VALUE_LENGTH]
             for key, value in flatten_params(best_config).items():
                 tags[f"best_config/{key}"] = value[:MAX_TAG_VALUE_LENGTH]
         session.writer.append({"k": "tags", "trial": None, "t": tags})
-        best = as_metric_value(best_metric)
-        if best is not None:
-            session.writer.append({"k": "metrics", "trial": None, "ts": ts, "step": 0,
-                                   "m": {f"best/{metric}": best}})
+        parent_metrics = {k: as_metric_value(v) for k, v in (extra_metrics or {}).items()}
+        parent_metrics[f"best/{metric}"] = as_metric_value(best_metric)
+        parent_metrics = {k: v for k, v in parent_metrics.items() if v is not None}
+        if parent_metrics:
+            session.writer.append({"k": "metrics", "trial": None, "ts": ts, "step": 0, "m": parent_metrics})
         end = session.writer.append({"k": "finish", "ts": ts, "status": status})
         delivered = session.sender.wait_delivered(end, self.drain_timeout_s)
         if not delivered:
@@ -416,6 +427,9 @@ class MLflowTracking(Callback):
                     tags["error"] = f.read()[-4000:]
             except OSError as exc:
                 tags["error"] = f"(error file unreadable: {exc})"
+        reason = explain_error(tags.get("error"), self.error_notes.get(getattr(trial, "trial_id", None)))
+        if reason:
+            tags["error_reason"] = reason
         self._end_trial(trial, "FAILED", tags)
 
     # ----- internals ------------------------------------------------------------------------

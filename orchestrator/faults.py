@@ -1,0 +1,113 @@
+"""Trial faults the user should understand at a glance: hangs, lost workers, out of memory.
+
+Tune retries a failed trial from its last checkpoint (``max_failures``) and tells the searcher
+when it finally fails; what it does not do is notice a trial that hangs (it waits forever) or
+say *why* a worker vanished. This module adds both:
+
+* :class:`HangWatchdog`, a driver-side Tune callback: a running trial that reports nothing for
+  ``report_timeout_s`` seconds is hung; its worker actor is killed, which Tune treats as any
+  other trial failure (retried from the last checkpoint, then marked failed). Killing from the
+  driver works whatever the trainable is stuck in (a deadlocked collective, a C extension
+  holding the GIL) where a thread inside the worker could not interrupt it.
+* :func:`explain_error`, which turns the error text of a failed trial into one line saying what
+  most likely happened and what to do (shown in the summary and recorded in MLflow).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Any
+
+from ray.tune import Callback
+
+logger = logging.getLogger(__name__)
+
+
+class HangWatchdog(Callback):
+    """Kill the worker of a trial that reports nothing for ``report_timeout_s`` seconds.
+
+    The clock of a trial starts when its worker starts (so setup time before the first report
+    counts: choose a timeout above it) and restarts at every result. ``hung`` maps the ids of
+    the trials killed for hanging to the reason; :func:`explain_error` and the MLflow tracker
+    read it.
+    """
+
+    def __init__(self, report_timeout_s: float, clock: Any = time.monotonic):
+        if not report_timeout_s > 0:
+            raise ValueError(f"report_timeout_s: must be a positive number of seconds, got {report_timeout_s!r}")
+        self.report_timeout_s = float(report_timeout_s)
+        self.clock = clock
+        self.hung: dict[str, str] = {}
+        self._last_seen: dict[str, float] = {}
+
+    def __getstate__(self) -> dict:  # Tune pickles callbacks with the experiment: no live clocks
+        return {"report_timeout_s": self.report_timeout_s, "hung": dict(self.hung)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["report_timeout_s"])
+        self.hung.update(state["hung"])
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info) -> None:
+        self._last_seen[trial.trial_id] = self.clock()
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info) -> None:
+        self._last_seen[trial.trial_id] = self.clock()
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info) -> None:
+        self._last_seen.pop(trial.trial_id, None)
+
+    on_trial_error = on_trial_recover = on_trial_complete
+
+    def on_step_begin(self, iteration: int, trials: list, **info) -> None:
+        now = self.clock()
+        for trial in trials:
+            since = self._last_seen.get(trial.trial_id)
+            if since is None or trial.status != "RUNNING" or now - since <= self.report_timeout_s:
+                continue
+            self._last_seen.pop(trial.trial_id)
+            reason = (f"hung: reported nothing for {now - since:.0f} s (report_timeout_s="
+                      f"{self.report_timeout_s:g}); its worker was killed")
+            self.hung[trial.trial_id] = reason
+            logger.warning("trial %s %s; Tune retries it from its last checkpoint if max_failures allows",
+                           trial.trial_id, reason)
+            self._kill(trial)
+
+    @staticmethod
+    def _kill(trial: Any) -> None:
+        import ray
+
+        # Tune keeps the actor handle on the trial's temporary state (Ray 2.60; checked by
+        # tests/test_faults.py): killing it fails the trial like a lost worker would.
+        actor = getattr(getattr(trial, "temporary_state", None), "ray_actor", None)
+        if actor is None:
+            logger.warning("trial %s is hung but has no worker handle to kill; it keeps waiting", trial.trial_id)
+            return
+        ray.kill(actor, no_restart=True)
+
+
+_EXPLANATIONS = (
+    (re.compile(r"CUDA out of memory|torch\.cuda\.OutOfMemoryError|OutOfMemoryError|"
+                r"running low on memory|MemoryError|can't allocate memory|Unable to allocate|"
+                r"std::bad_alloc", re.I),
+     "out of memory: the trial asked for more memory than its node had; lower the batch or model "
+     "size, or give each trial more (resources.memory / resources.gpu) so fewer share a node"),
+    (re.compile(r"SIGKILL|exit code -9|exit_code=-9|killed by signal 9|The actor died unexpectedly|"
+                r"worker (process )?(has )?died|ActorDiedError|Worker unexpectedly exits", re.I),
+     "the trial's worker process died (killed: most often the kernel's out-of-memory killer, Ray's "
+     "memory monitor or a lost node); see `dmesg` and the raylet logs under the Ray session directory"),
+)
+
+
+def explain_error(message: str | None, hung_reason: str | None = None) -> str | None:
+    """One line saying what most likely caused a trial failure, or ``None`` when the error
+    text speaks for itself (an exception raised by the trainable)."""
+    if hung_reason:
+        return f"{hung_reason}; raise report_timeout_s if the trial is only slow"
+    if not message:
+        return None
+    for pattern, explanation in _EXPLANATIONS:
+        if pattern.search(message):
+            return explanation
+    return None
