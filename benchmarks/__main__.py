@@ -87,12 +87,17 @@ def build_parser() -> argparse.ArgumentParser:
     sch.add_argument("--out")
 
     pbt = sub.add_parser("pbt", help="our PBT vs Ray's PBT vs no PBT on the PBT paper's toy problem (Tune)")
+    pbt.add_argument("--problem", choices=("toy", "digits"), default="toy",
+                     help="toy: the PBT paper's toy problem (ours vs Ray's vs none); digits: the digits MLP, "
+                          "PBT vs the best fixed config of the same epoch budget")
+    pbt.add_argument("--epochs", type=_positive, default=12, help="digits: epochs of each member")
     pbt.add_argument("--schedulers", default="ours,ray,ours-sync,ray-sync,fifo",
                      help="comma-separated: ours, ray, ours-sync, ray-sync, fifo")
     pbt.add_argument("--seeds", type=_positive, default=5)
     pbt.add_argument("--steps", type=_positive, default=80, help="training steps of each member")
     pbt.add_argument("--population", type=_positive, default=4, help="members (even: the paper's two, repeated)")
-    pbt.add_argument("--interval", type=_positive, default=4, help="steps between exploit/explore decisions")
+    pbt.add_argument("--interval", type=_positive, help="steps between exploit/explore decisions "
+                                                        "(default: 4 on toy, 3 epochs on digits)")
     pbt.add_argument("--resample", type=float, default=0.25, help="resample probability")
     pbt.add_argument("--target", type=float, default=1.19, help="Q to reach")
     pbt.add_argument("--cpus", type=_positive, default=2)
@@ -242,10 +247,15 @@ def _pbt(args, command: str) -> int:
             print(pbt.render(json.load(f)))
         return 0
     try:
-        data = pbt.run_benchmark(command, seeds=args.seeds, schedulers=_names(args.schedulers) or [],
-                                 steps=args.steps, size=args.population, interval=args.interval,
-                                 resample=args.resample, target=args.target, num_cpus=args.cpus,
-                                 time_limit_s=args.time_limit)
+        if args.problem == "digits":
+            data = pbt.run_digits_benchmark(command, seeds=args.seeds, epochs=args.epochs, size=args.population,
+                                            interval=args.interval or 3,
+                                            num_cpus=args.cpus, time_limit_s=args.time_limit)
+        else:
+            data = pbt.run_benchmark(command, seeds=args.seeds, schedulers=_names(args.schedulers) or [],
+                                     steps=args.steps, size=args.population, interval=args.interval or 4,
+                                     resample=args.resample, target=args.target, num_cpus=args.cpus,
+                                     time_limit_s=args.time_limit)
     except runner.SelectionError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

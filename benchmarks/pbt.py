@@ -307,6 +307,173 @@ def _loadavg() -> list[float] | None:
         return None
 
 
+
+# ---- the digits MLP: a learned learning-rate schedule vs the best fixed configuration --------
+
+DIGITS_SCHEDULERS = ("pbt", "fixed")
+DIGITS_DESCRIPTIONS = {
+    "pbt": "schedulers.pbt.PBTScheduler: exploit/explore lr and momentum every `interval` epochs",
+    "fixed": "FIFO: each member keeps its initial config; the best of them is the best fixed trial",
+}
+
+
+def digits_template(seed: int, epochs: int) -> dict:
+    """``examples.digits_mlp.train_digits``'s space: ``lr`` and ``momentum`` tuned (and
+    explored by PBT); the architecture, batch size, epochs and trial seed are constants."""
+    from search_algs.space import Float
+
+    return {"lr": Float(1e-3, 0.3, log=True), "momentum": Float(0.0, 0.95), "hidden": 64, "layers": 2,
+            "dropout": 0.0, "batch_size": 64, "epochs": int(epochs), "seed": int(seed)}
+
+
+def _digits_recorder():
+    from ray.tune import Callback
+
+    class Recorder(Callback):
+        def __init__(self):
+            self.events: list = []
+            self.configs: dict = {}
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            self.configs.setdefault(trial.trial_id, {k: trial.config[k] for k in ("lr", "momentum")})
+            self.events.append([trial.trial_id, int(result["training_iteration"]),
+                                float(result["val_loss"]), float(result["val_accuracy"])])
+
+    return Recorder()
+
+
+def run_digits_one(scheduler: str, seed: int, epochs: int = 12, size: int = 4, interval: int = 3,
+                   num_cpus: int = 2, time_limit_s: float = 600.0, log: Callable[[str], None] = print) -> dict:
+    """``size`` members of ``train_digits`` for ``epochs`` epochs: under PBT, or fixed (FIFO).
+    The initial configs come from our ``RandomSearch`` seeded with ``seed``: both schedulers of
+    one seed start from the same ``size`` configs (recorded)."""
+    from ray import tune
+    from ray.tune.logger import JsonLoggerCallback
+    from ray.tune.search import ConcurrencyLimiter
+
+    from examples.digits_mlp import train_digits
+    from search_algs.random_search import RandomSearch
+
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    if scheduler not in DIGITS_SCHEDULERS:
+        raise KeyError(f"unknown scheduler {scheduler!r}; known: {', '.join(DIGITS_SCHEDULERS)}")
+    recorder = _digits_recorder()
+    run = {"scheduler": scheduler, "seed": seed, "events": [], "configs": {}, "exploits": 0,
+           "wall_s": 0.0, "error": None}
+    sched = None
+    if scheduler == "pbt":
+        from schedulers.pbt import PBTScheduler
+
+        sched = PBTScheduler(metric="val_loss", mode="min", perturbation_interval=interval,
+                             mutable=["lr", "momentum"], seed=seed)
+    searcher = RandomSearch(space=digits_template(seed, epochs), metric="val_loss", mode="min", seed=seed)
+    t0 = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-pbt-digits-") as storage:
+            tuner = tune.Tuner(
+                tune.with_resources(train_digits, {"cpu": num_cpus / size}),
+                tune_config=tune.TuneConfig(metric="val_loss", mode="min", num_samples=size,
+                                            search_alg=ConcurrencyLimiter(searcher, max_concurrent=size),
+                                            scheduler=sched, reuse_actors=True, time_budget_s=time_limit_s),
+                run_config=tune.RunConfig(storage_path=storage, name=f"digits_{scheduler}_{seed}", verbose=0,
+                                          callbacks=[recorder, JsonLoggerCallback()]),
+            )
+            grid = tuner.fit()
+            run["wall_s"] = time.perf_counter() - t0
+            errors = [str(r.error) for r in grid if r.error is not None]
+            if errors:
+                run["error"] = f"{len(errors)} trial(s) failed; first: {errors[0][:300]}"
+            elif run["wall_s"] >= 0.98 * time_limit_s:
+                run["error"] = f"hit the time limit of {time_limit_s:.0f} s"
+    except Exception as e:  # noqa: BLE001 - recorded on the run and shown in the report
+        run["wall_s"] = time.perf_counter() - t0
+        run["error"] = f"{type(e).__name__}: {e}"
+        log(f"FAILED digits {scheduler} seed {seed}:\n{traceback.format_exc()}")
+    run["events"], run["configs"] = recorder.events, recorder.configs
+    if sched is not None:
+        try:
+            run["exploits"] = len(sched.lineage())
+        except ValueError:
+            pass
+    return run
+
+
+def digits_final(events: Sequence) -> tuple[float, float]:
+    """``(val_loss, val_accuracy)`` of the member with the lowest last ``val_loss``."""
+    last: dict[str, tuple[float, float]] = {}
+    for tid, _, loss, acc in events:
+        last[tid] = (math.inf if math.isnan(loss) else loss, acc)
+    return min(last.values()) if last else (math.inf, math.nan)
+
+
+def run_digits_benchmark(command: str, seeds: int = 5, epochs: int = 12, size: int = 4, interval: int = 3,
+                         num_cpus: int = 2, time_limit_s: float = 600.0,
+                         log: Callable[[str], None] = print) -> dict:
+    from benchmarks import peers, runner
+    from benchmarks.tune_mode import local_ray
+
+    t_start = time.perf_counter()
+    data = {
+        "meta": {
+            "kind": "pbt-digits", "title": "PBT vs the best fixed configuration on the digits MLP",
+            "command": command, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "machine": runner.machine(), "git": runner.git_revision(),
+            "versions": peers.versions(("ray", "torch", "numpy", "scikit-learn")),
+            "seeds": seeds, "epochs": epochs, "population": size, "interval": interval, "num_cpus": num_cpus,
+            "schedulers": list(DIGITS_SCHEDULERS), "descriptions": dict(DIGITS_DESCRIPTIONS),
+            "time_limit_s": time_limit_s, "load_avg_start": _loadavg(),
+        },
+        "runs": [],
+    }
+    with local_ray(num_cpus):
+        for seed in range(seeds):
+            order = list(DIGITS_SCHEDULERS)[seed % 2:] + list(DIGITS_SCHEDULERS)[:seed % 2]
+            for s in order:
+                run = run_digits_one(s, seed, epochs, size, interval, num_cpus, time_limit_s, log)
+                data["runs"].append(run)
+                loss, acc = digits_final(run["events"])
+                log(f"digits {s:>5} seed {seed}: {len(run['events']):3d} epochs, {run['exploits']:2d} exploits, "
+                    f"best final val_loss {loss:.4f} (accuracy {acc:.4f}), {run['wall_s']:5.1f} s"
+                    + (f"  ({run['error']})" if run["error"] else ""))
+    data["meta"]["load_avg_end"] = _loadavg()
+    data["meta"]["wall_s"] = time.perf_counter() - t_start
+    return data
+
+
+def render_digits(data: Mapping) -> str:
+    meta = data["meta"]
+    runs = {(r["scheduler"], r["seed"]): r for r in data["runs"]}
+    out = [f"## {meta['title']}", "",
+           f"- command: `{meta['command']}`",
+           f"- date: {meta['date']}; wall time {meta.get('wall_s', 0):.0f} s; load average "
+           f"{meta.get('load_avg_start')} -> {meta.get('load_avg_end')}",
+           f"- machine: {meta['machine']}; code: {meta['git']}",
+           "- versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
+           f"- `examples.digits_mlp.train_digits` (hidden 64, 2 layers, batch 64, no dropout), population "
+           f"{meta['population']} x {meta['epochs']} epochs; lr log[1e-3, 0.3] and momentum [0, 0.95] from "
+           f"our seeded RandomSearch (the same {meta['population']} initial configs for both); PBT explores "
+           f"lr and momentum every {meta['interval']} epochs; {meta['seeds']} seeds",
+           "- value: the lowest last `val_loss` among the members (all train to the last epoch), and that "
+           "member's `val_accuracy`", "",
+           "| seed | PBT val_loss | fixed val_loss | PBT accuracy | fixed accuracy | PBT exploits | PBT epochs "
+           "| fixed epochs |", "|---|---|---|---|---|---|---|---|"]
+    ratios, wins = [], 0
+    for seed in range(meta["seeds"]):
+        p, f = runs.get(("pbt", seed)), runs.get(("fixed", seed))
+        if p is None or f is None:
+            continue
+        (pl, pa), (fl, fa) = digits_final(p["events"]), digits_final(f["events"])
+        bad = p["error"] or f["error"]
+        if not bad:
+            ratios.append(pl / fl)
+            wins += pl < fl
+        out.append(f"| {seed} | {pl:.4f} | {fl:.4f} | {pa:.4f} | {fa:.4f} | {p['exploits']} | {len(p['events'])} "
+                   f"| {len(f['events'])} |" + (f" error: {bad}" if bad else ""))
+    if ratios:
+        out += ["", f"PBT's val_loss / the best fixed trial's: median {statistics.median(ratios):.3f} "
+                    f"(min {min(ratios):.3f}, max {max(ratios):.3f}); PBT lower in {wins} of {len(ratios)} seeds."]
+    return "\n".join(out)
+
 # ---- report --------------------------------------------------------------------------------
 
 def _steps(x: float) -> str:
@@ -315,6 +482,8 @@ def _steps(x: float) -> str:
 
 def render(data: Mapping) -> str:
     meta = data["meta"]
+    if meta.get("kind") == "pbt-digits":
+        return render_digits(data)
     s = summarise(data)
     out = [f"## {meta['title']}", "",
            f"- command: `{meta['command']}`",

@@ -70,3 +70,24 @@ def test_a_tiny_run_of_the_three_schedulers(ray_local, tmp_path):
         again = json.load(f)
     assert P.render(again) == open(md).read().rstrip("\n")
     assert "| ours |" in P.render(again) and "| ray-sync |" in P.render(again) and len(lines) == 5
+
+
+def test_digits_final_value_and_render_from_raw_runs():
+    ev = [["a", 1, 0.9, 0.7], ["b", 1, 0.8, 0.75], ["a", 2, 0.5, 0.9], ["b", 2, 0.6, 0.88]]
+    assert P.digits_final(ev) == (0.5, 0.9)
+    assert P.digits_final([["a", 1, math.nan, 0.1]]) == (math.inf, 0.1)
+    meta = {"kind": "pbt-digits", "title": "t", "command": "c", "date": "d", "machine": "m", "git": "g",
+            "versions": {}, "seeds": 2, "epochs": 2, "population": 2, "interval": 1,
+            "schedulers": list(P.DIGITS_SCHEDULERS), "descriptions": P.DIGITS_DESCRIPTIONS}
+
+    def run(name, seed, events, error=None):
+        return {"scheduler": name, "seed": seed, "events": events, "configs": {}, "exploits": 1,
+                "wall_s": 1.0, "error": error}
+
+    worse = [[t, e, loss * 1.25, acc] for t, e, loss, acc in ev]
+    runs = [run("pbt", 0, ev), run("fixed", 0, worse), run("pbt", 1, worse), run("fixed", 1, ev, error="boom")]
+    md = P.render({"meta": meta, "runs": runs})
+    assert "| 0 | 0.5000 | 0.6250 | 0.9000 | 0.9000 | 1 | 4 | 4 |" in md
+    assert "median 0.800" in md and "PBT lower in 1 of 1 seeds" in md and "error: boom" in md
+    with pytest.raises(KeyError):
+        P.run_digits_one("hyperband", 0)
