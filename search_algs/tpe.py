@@ -32,6 +32,10 @@ class TPESearch(SpaceSearcher):
         min_bandwidth: absolute floor of the kernel widths (unit space).
         constant_liar: count running trials as bad observations, so concurrent
             suggestions spread out instead of piling onto the current best region.
+        bandwidth: kernel widths of numeric parameters: ``"neighbour"`` (per kernel, from
+            the gaps to its neighbours) or ``"scott"`` (per parameter, Scott's rule).
+        categorical_bandwidth: smoothing of categorical kernels: ``"count"`` (fades as
+            ``1 / c``) or ``"scott"``.
 
     Give ``Tune`` a :class:`~ray.tune.search.ConcurrencyLimiter` around this searcher to
     run several trials at once (without one Tune keeps only one pending trial).
@@ -53,6 +57,8 @@ class TPESearch(SpaceSearcher):
         full_weight_window: int = 25,
         min_bandwidth: float = 0.01,
         constant_liar: bool = True,
+        bandwidth: str = "neighbour",
+        categorical_bandwidth: str = "count",
     ):
         if isinstance(n_startup, bool) or not isinstance(n_startup, (int, np.integer)) or n_startup < 0:
             raise ValueError(
@@ -67,6 +73,8 @@ class TPESearch(SpaceSearcher):
             full_weight_window=full_weight_window,
             min_bandwidth=min_bandwidth,
             constant_liar=constant_liar,
+            bandwidth=bandwidth,
+            categorical_bandwidth=categorical_bandwidth,
         )
         self.n_startup = int(n_startup)
         super().__init__(space=space, metric=metric, mode=mode,

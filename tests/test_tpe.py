@@ -145,7 +145,7 @@ def test_mixture_log_pdf_matches_naive_reference():
     dims = [Dim.of(p) for p in MIXED.params]
     centres = _mixed_points(rng, 7)
     weights = rng.uniform(0.2, 1.0, 7)
-    est = ParzenEstimator(dims, centres, weights, prior_weight=0.7)
+    est = ParzenEstimator(dims, centres, weights, prior_weight=0.7, bandwidth_rule="scott", categorical_rule="scott")
     x = _mixed_points(rng, 15)
     got = est.log_pdf(x)
     ref = [_naive_log_pdf(dims, centres, weights, 0.7, est.bandwidth, xi) for xi in x]
@@ -194,13 +194,15 @@ def test_vectorised_kernels_match_the_reference_in_10d():
     centres = rng.random((c, d))
     centres[:5] = np.clip(centres[:5].round(), 0, 1)  # kernels sitting on the edges
     weights = recency_weights(c, 25) * rng.uniform(0.5, 1.0, c)
-    est = ParzenEstimator(dims, centres, weights, prior_weight=1.0)
+    est = ParzenEstimator(dims, centres, weights, prior_weight=1.0, bandwidth_rule="scott",
+                          categorical_rule="scott")
     np.testing.assert_allclose(est.bandwidth, _scott_bandwidth_reference(dims, centres, weights), rtol=1e-12)
     x = np.vstack([rng.random((20, d)), np.zeros((1, d)), np.ones((1, d)), centres[:3]])
     ref = _continuous_log_pdf_reference(centres, weights, 1.0, est.bandwidth, x)
     np.testing.assert_allclose(est.log_pdf(x), ref, rtol=1e-9, atol=1e-9)
     # narrow kernels (floor of the bandwidth): far tails stay finite and exact
-    small = ParzenEstimator(dims, centres[:3], np.ones(3), prior_weight=1e-3, min_bandwidth=0.01)
+    small = ParzenEstimator(dims, centres[:3], np.ones(3), prior_weight=1e-3, min_bandwidth=0.01,
+                            bandwidth_rule="scott")
     ref = _continuous_log_pdf_reference(centres[:3], np.ones(3), 1e-3, small.bandwidth, x)
     np.testing.assert_allclose(small.log_pdf(x), ref, rtol=1e-9, atol=1e-9)
 
@@ -210,11 +212,72 @@ def test_vectorised_mixed_kernels_match_the_reference_with_many_kernels():
     dims = [Dim.of(p) for p in MIXED.params]
     centres = _mixed_points(rng, 60)
     weights = recency_weights(60, 25)
-    est = ParzenEstimator(dims, centres, weights, prior_weight=1.0)
+    est = ParzenEstimator(dims, centres, weights, prior_weight=1.0, bandwidth_rule="scott",
+                          categorical_rule="scott")
     np.testing.assert_allclose(est.bandwidth, _scott_bandwidth_reference(dims, centres, weights), rtol=1e-12)
     x = _mixed_points(rng, 8)
     ref = [_naive_log_pdf(dims, centres, weights, 1.0, est.bandwidth, xi) for xi in x]
     np.testing.assert_allclose(est.log_pdf(x), ref, rtol=1e-9)
+
+
+def test_neighbour_bandwidths_match_a_loop_reference():
+    from search_algs.core.tpe import neighbour_bandwidths
+
+    def reference(x, floor):
+        c = len(x)
+        out = []
+        for i in range(c):
+            below = [x[i] - v for m, v in enumerate(x) if m != i and (v, m) <= (x[i], i)]
+            above = [v - x[i] for m, v in enumerate(x) if m != i and (v, m) >= (x[i], i)]
+            if c == 1:
+                width = max(x[i], 1.0 - x[i])
+            elif not below:
+                width = min(above)
+            elif not above:
+                width = min(below)
+            else:
+                width = max(min(below), min(above))
+            out.append(min(max(width, floor), 1.0))
+        return np.array(out)
+
+    rng = np.random.default_rng(8)
+    for c in (1, 2, 3, 7, 40):
+        x = rng.random((c, 3))
+        x[:, 2] = np.round(x[:, 2] * 4) / 4  # ties, as on a grid
+        got = neighbour_bandwidths(x, 0.02)
+        for j in range(3):
+            np.testing.assert_allclose(got[:, j], reference(list(x[:, j]), 0.02), rtol=0, atol=1e-15)
+
+
+def test_neighbour_kernels_match_the_reference():
+    """Per-kernel widths: the array evaluation against scipy, one kernel at a time."""
+    rng = np.random.default_rng(12)
+    dims = [Dim.of(p) for p in unit_space(6).params]
+    centres = rng.random((40, 6))
+    weights = recency_weights(40, 25)
+    est = ParzenEstimator(dims, centres, weights, 1.0, 0.01, bandwidth_rule="neighbour")
+    x = np.vstack([rng.random((10, 6)), centres[:2], np.zeros((1, 6))])
+    w = np.append(weights, 1.0) / (weights.sum() + 1.0)
+    ref = []
+    for xi in x:
+        log_k = np.log(w[:-1]).copy()
+        for j in range(6):
+            s, mu = est.sigma[:, j], centres[:, j]
+            log_k += stats.truncnorm.logpdf(xi[j], -mu / s, (1 - mu) / s, loc=mu, scale=s)
+        ref.append(np.logaddexp(np.logaddexp.reduce(log_k), np.log(w[-1])))
+    np.testing.assert_allclose(est.log_pdf(x), ref, rtol=1e-9, atol=1e-9)
+    dims = [Dim.of(p) for p in MIXED.params]
+    centres = _mixed_points(rng, 30)
+    est = ParzenEstimator(dims, centres, np.ones(30), 1.0, 0.1, bandwidth_rule="neighbour",
+                          categorical_rule="count")  # floor 0.1: the linear-space reference cannot underflow
+    assert est.bandwidth[2] == pytest.approx((3 / 31) / (1 + 3 / 31))  # Optuna's categorical kernel
+    for xi in _mixed_points(rng, 5):
+        # per-kernel widths: the naive reference with each kernel's own widths
+        parts = [_naive_log_pdf(dims, centres[i:i + 1], np.ones(1), 0.0,
+                                np.where(np.arange(4) == 2, est.bandwidth, est.sigma[i]), xi) for i in range(30)]
+        mix = np.logaddexp.reduce(np.array(parts) + np.log(1 / 31))
+        prior = _naive_log_pdf(dims, centres[:0], np.ones(0), 1.0, est.bandwidth, xi) + np.log(1 / 31)
+        assert est.log_pdf(xi[None])[0] == pytest.approx(np.logaddexp(mix, prior), rel=1e-9)
 
 
 def test_unit_mass_shortcut_matches_the_stable_form():
@@ -388,7 +451,8 @@ def test_any_history_gives_a_valid_point(n, seed, kinds, n_pending):
 @pytest.mark.parametrize("field, value", [
     ("n_ei_candidates", 0), ("gamma_fraction", 0.0), ("gamma_fraction", 1.5), ("gamma_cap", 0),
     ("prior_weight", 0.0), ("prior_weight", math.nan), ("min_bandwidth", 0.0),
-    ("full_weight_window", 0), ("constant_liar", "yes"),
+    ("full_weight_window", 0), ("constant_liar", "yes"), ("bandwidth", "silverman"),
+    ("categorical_bandwidth", None),
 ])
 def test_bad_options_name_parameter_and_value(field, value):
     with pytest.raises(ValueError) as err:

@@ -59,11 +59,25 @@ Design choices
   ``prior_weight`` (1.0, i.e. as much as one full-weight observation). It keeps ``l`` and
   ``g`` positive everywhere, lets ``l`` propose anywhere, and is the whole estimator of a
   group with no observation in a set.
-* **Bandwidth.** Scott's rule per set and group, in unit space: ``sigma_j = std_j *
-  n_eff ** (-1 / (k + 4))`` with ``std_j`` the weighted spread of the kernel centres along
-  parameter ``j`` and ``n_eff = 1 / sum(w^2)`` (normalised weights). It is clipped to
-  ``[floor, 1]`` with ``floor = max(min_bandwidth, 1 / (c + 2))`` (Optuna's "magic clip":
-  wide kernels while a set is small, never thinner than ``min_bandwidth`` = 0.01).
+* **Bandwidth** (option ``bandwidth``), in unit space, clipped to ``[floor, 1]`` with
+  ``floor = max(min_bandwidth, 1 / (c + 2))`` (Optuna's "magic clip": wide kernels while a
+  set is small, never thinner than ``min_bandwidth`` = 0.01):
+
+  - ``"neighbour"`` (default; hyperopt's and Optuna's rule): one width per kernel and
+    parameter, the larger of the gaps from its centre to the next centres below and above
+    (the outermost centres look inward only; a lone centre measures to the domain's ends).
+    Kernels are narrow where observations cluster, wide where they are sparse.
+  - ``"scott"``: one width per parameter, Scott's rule ``sigma_j = std_j *
+    n_eff ** (-1 / (k + 4))`` with ``std_j`` the weighted spread of the kernel centres along
+    ``j`` and ``n_eff = 1 / sum(w^2)`` (normalised weights).
+
+  Measured (2026-11-27, harness, 100 evaluations, seeds 0-39 on Branin, Hartmann6 and 8 BBOB
+  functions in 5-D; seeds 0-29 on mixed, conditional, svm_breast_cancer, dtree_wine; together
+  with ``categorical_bandwidth="count"``): against Scott's rule no problem is worse at 100%
+  of the budget (Wilcoxon, p < 0.05); normalised regret at 25% / 50% / 100% of the budget
+  0.28 / 0.12 / 0.071 against 0.44 / 0.13 / 0.074 on the synthetic set, and 0.53 / 0.27 /
+  0.14 against 0.89 / 0.53 / 0.24 on the mixed / conditional / scikit-learn set, where
+  ``conditional`` no longer sticks on its plateau branch (seeds 23 better / 7 worse).
 * **Kernels** (per parameter, multiplied across the group's parameters):
 
   - continuous: normal truncated to ``[0, 1]`` (log scales are already linear in ``u``);
@@ -71,9 +85,12 @@ Design choices
     kernel's mass over the unit-interval cell that decodes to it (cells are unequal on log
     grids), divided by the mass on ``[0, 1]``;
   - categorical (Aitchison-Aitken style): ``1 - lam + lam / K`` on the observed choice,
-    ``lam / K`` on each other one, with ``lam = clip(f * D, floor, 1)``, ``f`` Scott's factor
-    above and ``D`` the normalised Gini dispersion of the set's choices (1 when spread evenly,
-    0 when all agree), the categorical analogue of ``std_j``.
+    ``lam / K`` on each other one. Option ``categorical_bandwidth``: ``"count"`` (default)
+    ``lam = s / (1 + s)`` with ``s = K * prior_weight / (c + 1)``, the kernel Optuna builds
+    (the prior's weight spread over the ``c + 1`` components), so the smoothing fades as the
+    set grows; ``"scott"``: ``lam = clip(f * D, floor, 1)``, ``f`` Scott's factor above and
+    ``D`` the normalised Gini dispersion of the set's choices (1 when spread evenly, 0 when
+    all agree), the categorical analogue of ``std_j``.
 * **Conditional spaces.** Each group is modelled only from the observations where it is
   active. Candidates are built top-down (groups in parameter order, parents first); a child
   group is sampled only for candidates whose parents activate it, and adds its own
@@ -126,6 +143,8 @@ class TPEOptions:
     full_weight_window: int = 25
     min_bandwidth: float = 0.01
     constant_liar: bool = True
+    bandwidth: str = "neighbour"
+    categorical_bandwidth: str = "count"
 
     def __post_init__(self):
         def bad(name: str, constraint: str, fix: str) -> ValueError:
@@ -156,6 +175,10 @@ class TPEOptions:
                       "use e.g. 0.01 (the default)")
         if not isinstance(self.constant_liar, (bool, np.bool_)):
             raise bad("constant_liar", "True or False", "pass a bool")
+        if self.bandwidth not in ("scott", "neighbour"):
+            raise bad("bandwidth", "'neighbour' or 'scott'", "use 'neighbour' (the default)")
+        if self.categorical_bandwidth not in ("scott", "count"):
+            raise bad("categorical_bandwidth", "'count' or 'scott'", "use 'count' (the default)")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -317,6 +340,26 @@ class Dim:
         return np.clip(np.floor(u * self.n_choices), 0, self.n_choices - 1).astype(int)
 
 
+def neighbour_bandwidths(x: np.ndarray, floor: float) -> np.ndarray:
+    """Per-kernel widths from the neighbours of each centre (hyperopt's and Optuna's rule):
+    the larger of the gaps to the next centre below and above, the domain's ends ``0`` and
+    ``1`` counting as neighbours only when there is a single centre; clipped to ``[floor, 1]``.
+
+    ``x``: ``(c, k)`` centres, one column per numeric parameter -> ``(c, k)`` widths.
+    """
+    c = x.shape[0]
+    order = np.argsort(x, axis=0, kind="stable")
+    xs = np.take_along_axis(x, order, axis=0)  # (c, k) sorted per column
+    padded = np.concatenate([np.zeros((1, x.shape[1])), xs, np.ones((1, x.shape[1]))])  # (c + 2, k)
+    below, above = padded[1:-1] - padded[:-2], padded[2:] - padded[1:-1]  # (c, k)
+    width = np.maximum(below, above)
+    if c >= 2:  # the outermost centres look inward only
+        width[0], width[-1] = above[0], below[-1]
+    out = np.empty_like(width)
+    np.put_along_axis(out, order, width, axis=0)
+    return np.clip(out, floor, 1.0)
+
+
 # ---- Parzen estimator over one group -----------------------------------------------------------
 
 
@@ -329,15 +372,24 @@ class ParzenEstimator:
         weights: ``(c,)`` non-negative observation weights.
         prior_weight: weight of the uniform component (relative to ``weights``).
         min_bandwidth: absolute floor of every bandwidth (unit space).
+        bandwidth_rule: ``"scott"`` (one width per parameter) or ``"neighbour"`` (one width per
+            kernel and parameter), see :class:`TPEOptions`.
+        categorical_rule: ``"scott"`` or ``"count"``, see :class:`TPEOptions`.
 
-    Everything that depends only on the kernels (bandwidths, truncation normalisers, the
+    Attributes: ``bandwidth`` ``(k,)``: Scott's width of each numeric parameter (used only
+    under Scott's rule) and ``lam`` of each categorical one; ``sigma`` ``(c, k)``: the width
+    each kernel uses for each numeric parameter (every row equal to ``bandwidth`` under
+    Scott's rule).
+
+    Everything that depends only on the kernels (widths, truncation normalisers, the
     per-kernel constant of the continuous factors) is computed once here, for all parameters
     of a kind at once; :meth:`log_pdf` then costs one ``(N, c, k_continuous)`` array pass plus
     a pass per grid or categorical parameter.
     """
 
     def __init__(self, dims: Sequence[Dim], centres: np.ndarray, weights: np.ndarray,
-                 prior_weight: float = 1.0, min_bandwidth: float = 0.01):
+                 prior_weight: float = 1.0, min_bandwidth: float = 0.01,
+                 bandwidth_rule: str = "neighbour", categorical_rule: str = "count"):
         self.dims = list(dims)
         k = len(self.dims)
         self.centres = np.asarray(centres, dtype=float).reshape(-1, k)  # (c, k)
@@ -367,23 +419,40 @@ class ParzenEstimator:
                     freq = np.bincount(self.dims[j].choice(self.centres[:, j]), weights=wn, minlength=K)
                     spread[j] = (1.0 - np.sum(freq**2)) * K / (K - 1)
             self.bandwidth = np.minimum(np.maximum(spread * factor, floor), 1.0)
+            if categorical_rule == "count":
+                for j in self._cats:
+                    share = self.dims[j].n_choices * prior_weight / (c + 1)
+                    self.bandwidth[j] = share / (1.0 + share)
+        self.sigma = np.broadcast_to(self.bandwidth, (c, k)).copy()  # (c, k)
+        if c and num.size and bandwidth_rule == "neighbour":
+            self.sigma[:, num] = neighbour_bandwidths(self.centres[:, num], floor)
         # per-kernel log normaliser over [0, 1] of the normal kernels: (c, k), 0 elsewhere
         self._log_z = np.zeros((c, k))
         self._cat = [None] * k
         if c and num.size:
-            s = self.bandwidth[num]
-            mu = self.centres[:, num]
-            self._log_z[:, num] = _log_unit_mass(mu, s)
+            self._log_z[:, num] = _log_unit_mass(self.centres[:, num], self.sigma[:, num])
         for j in self._cats:
             if c:
                 self._cat[j] = self.dims[j].choice(self.centres[:, j])
         # log weight + every normaliser of each kernel: (c,)
-        s_cont = self.bandwidth[self._cont]
-        self._kernel_const = (self.log_w[:c]
-                              - self._cont.size * _LOG_2PI_HALF - float(np.sum(np.log(s_cont)))
+        # 1 / width of the continuous parameters: (k_cont,) when shared by all kernels (a
+        # third cheaper to broadcast in log_pdf), else (c, k_cont)
+        if bandwidth_rule == "neighbour":
+            self._inv_s_cont = 1.0 / self.sigma[:, self._cont]
+        else:
+            self._inv_s_cont = 1.0 / self.bandwidth[self._cont]
+        log_inv_s = np.broadcast_to(np.log(self._inv_s_cont), (c, self._cont.size))
+        self._kernel_const = (self.log_w[:c] - self._cont.size * _LOG_2PI_HALF + log_inv_s.sum(axis=1)
                               - self._log_z[:, num].sum(axis=1))
-        self._mu_cont = self.centres[:, self._cont] / s_cont  # (c, k_cont), in bandwidth units
-        self._inv_s_cont = 1.0 / s_cont
+        self._mu_cont = self.centres[:, self._cont] * self._inv_s_cont  # (c, k_cont), in width units
+        if bandwidth_rule == "neighbour":
+            # sum_j ((x_j - mu_ij) / s_ij)^2 = x^2 @ A.T - 2 x @ B.T + C: two matrix products
+            # instead of an (N, c, k) pass with an (c, k) operand (~25x faster at c = 1000);
+            # the expansion costs ~1e-11 absolute in the log density (terms <= k / s^2 ~ 1e5)
+            self._A = self._inv_s_cont**2  # (c, k_cont)
+            self._B = self.centres[:, self._cont] * self._A  # (c, k_cont)
+            self._C = np.sum(self.centres[:, self._cont] * self._B, axis=1)  # (c,)
+        self._per_kernel = bandwidth_rule == "neighbour"
 
     @property
     def n_kernels(self) -> int:
@@ -396,7 +465,11 @@ class ParzenEstimator:
         N, c = x.shape[0], self.n_kernels
         log_k = np.broadcast_to(self._kernel_const, (N, c)).copy()  # (N, c): sum over parameters
         log_prior = np.full(N, self.log_w[c])
-        if c and self._cont.size:
+        if c and self._cont.size and self._per_kernel:
+            xc = x[:, self._cont]  # (N, k_cont)
+            q = (xc**2) @ self._A.T - 2.0 * (xc @ self._B.T) + self._C  # (N, c)
+            log_k -= 0.5 * np.maximum(q, 0.0)
+        elif c and self._cont.size:
             z = (x[:, None, self._cont] * self._inv_s_cont) - self._mu_cont[None]  # (N, c, k_cont)
             log_k -= 0.5 * np.einsum("ncj,ncj->nc", z, z)
         for j in self._grid:
@@ -405,7 +478,7 @@ class ParzenEstimator:
             lo, hi = dim.edges[cell], dim.edges[cell + 1]  # (N,)
             log_prior += np.log(hi - lo)
             if c:
-                s = self.bandwidth[j]
+                s = self.sigma[:, j][None, :]  # (1, c)
                 mu = self.centres[:, j][None, :]  # (1, c)
                 log_k += log_normal_mass((lo[:, None] - mu) / s, (hi[:, None] - mu) / s)
         for j in self._cats:
@@ -445,7 +518,7 @@ class ParzenEstimator:
                 continue
             x = v.copy()
             if c:
-                s = self.bandwidth[j]
+                s = self.sigma[ci, j]
                 mu = self.centres[ci, j]
                 a, b = -mu / s, (1.0 - mu) / s  # a <= 0 <= b: the mass in between is >= ~0.34
                 pa = ndtr(a)
@@ -577,7 +650,8 @@ class TPE:
                 sub = pts[:, group.index]
                 active = np.all(np.isfinite(sub), axis=1)
                 ests.append(ParzenEstimator([self.dims[i] for i in group.index], sub[active],
-                                            w[active], opt.prior_weight, opt.min_bandwidth))
+                                            w[active], opt.prior_weight, opt.min_bandwidth,
+                                            opt.bandwidth, opt.categorical_bandwidth))
             fitted.append((group, ests[0], ests[1]))
         return TPEModel(self, fitted, good, bad)
 
