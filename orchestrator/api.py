@@ -224,6 +224,8 @@ def build_scheduler(spec: ExperimentSpec, experiment_path: str) -> Any:
             options.setdefault("state_path", os.path.join(experiment_path, f"{scheduler}-state.json"))
         if "seed" in accepted:
             options.setdefault("seed", spec.seed)
+        if "space" in accepted:  # options naming parameters (PBT's mutable) are checked against it now
+            options.setdefault("space", spec.space)
         try:
             return cls(**options)
         except TypeError as exc:

@@ -156,6 +156,12 @@ class ExperimentSpec:
             )
         if self.cache_results is not None and not isinstance(self.cache_results, bool):
             raise SpecError(f"cache_results: must be true, false or null (automatic), got {self.cache_results!r}")
+        if self.cache_results and self._population_based():
+            raise SpecError(
+                "cache_results: true contradicts scheduler pbt: PBT changes a trial's config while it "
+                "trains, so two trials that start from the same config are not the same function; "
+                "leave cache_results out (off under PBT) or set it false"
+            )
         if self.stop is not None and not isinstance(self.stop, Mapping):
             raise SpecError(f"stop: must be a mapping like {{training_iteration: 10}}, got {self.stop!r}")
         if not isinstance(self.storage_path, str) or not self.storage_path:
@@ -234,7 +240,14 @@ class ExperimentSpec:
         if self.cache_results is not None:
             return self.cache_results
         noisy = self.search == "kg" or str(self.search_options.get("noise", "")).lower() == "noisy"
-        return not noisy
+        return not noisy and not self._population_based()
+
+    def _population_based(self) -> bool:
+        """Whether the scheduler changes configs during training (ours or Ray's PBT/PB2)."""
+        if isinstance(self.scheduler, str):
+            return self.scheduler == "pbt"
+        return any(cls.__name__ in ("PBTScheduler", "PopulationBasedTraining")
+                   for cls in type(self.scheduler).__mro__)
 
     def load_trainable(self) -> Callable | type:
         """The trainable itself, imported from ``module:attribute`` when given as a string."""

@@ -117,7 +117,7 @@ class ResultCache(Searcher):
         for waiting_id in self._waiting.pop(key, []):
             if usable:
                 source = self._done[key]
-                self.hits.append({"trial_id": waiting_id, "cached_from": trial_id, "config": None})
+                self.hits.append({"trial_id": waiting_id, "cached_from": trial_id, "config": json.loads(key)})
                 self.searcher.on_trial_complete(waiting_id, result=self._replay(source), error=False)
             else:  # the original failed or was removed: so does the copy that waited for it
                 self.searcher.on_trial_complete(waiting_id, result=result, error=error)

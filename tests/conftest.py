@@ -22,6 +22,18 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """Each test leaves the process environment as it found it. Library code run in-process
+    (a benchmark that sets TUNE_DISABLE_AUTO_CALLBACK_LOGGERS) would otherwise change how every
+    later Tune run in this session behaves (no result.json, so no export)."""
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     """A real local Ray with 2 CPUs, shared by every test that needs one."""

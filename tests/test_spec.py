@@ -59,6 +59,8 @@ BAD_INPUT = [
     ({"report_timeout_s": 0}, ["report_timeout_s", "positive number of seconds", "got 0", "report_timeout_s: 600"]),
     ({"report_timeout_s": "10m"}, ["report_timeout_s", "positive number of seconds", "'10m'"]),
     ({"cache_results": "yes"}, ["cache_results", "true, false or null", "'yes'"]),
+    ({"cache_results": True, "scheduler": "pbt"}, ["cache_results: true contradicts scheduler pbt",
+                                                    "set it false"]),
     ({"held_out_seeds": [101, -2]}, ["held_out_seeds", "integer >= 0", "-2", "[101, 102, 103]"]),
     ({"held_out_seeds": [1.5]}, ["held_out_seeds", "integer >= 0", "1.5"]),
     ({"held_out_seeds": []}, ["held_out_seeds", "at least one seed", "[]"]),
@@ -141,4 +143,8 @@ def test_bad_searcher_and_scheduler_options_fail_before_ray_starts(tmp_path, mon
     with pytest.raises(ValueError, match="eta"):
         tune("examples.digits_mlp:train_digits", space, metric="val_loss", mode="min", scheduler="asha",
              scheduler_options={"eta": 1}, storage_path=str(tmp_path))
+    # PBT's options that name parameters are checked against the experiment's space.
+    with pytest.raises(ValueError, match="'momentum'"):
+        tune("examples.digits_mlp:train_digits", space, metric="val_loss", mode="min", scheduler="pbt",
+             scheduler_options={"mutable": ["momentum"]}, storage_path=str(tmp_path))
     assert list(tmp_path.iterdir()) == []
