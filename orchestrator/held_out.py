@@ -225,7 +225,12 @@ def evaluate(spec: Any, result: Any, tuner: Any = None, *, verbose: int = 0) -> 
     if result.best_config is None:
         out.note = "the tuning run has no best trial"
         return out
-    out.schedule = schedule_of(scheduler_of(tuner), result.best_trial_id, result.best_config)
+    scheduler = scheduler_of(tuner)
+    out.schedule = schedule_of(scheduler, result.best_trial_id, result.best_config)
+    if len(out.schedule) == 1 and type(scheduler).__name__ in ("PopulationBasedTraining", "PB2"):
+        logger.warning("held-out evaluation: Ray's %s keeps no config schedule, so the best trial's final "
+                       "config is re-trained as a fixed config; use scheduler='pbt' (ours) to replay the "
+                       "schedule", type(scheduler).__name__)
     try:
         _run(spec, result, out, verbose)
     except Exception as exc:  # noqa: BLE001 - reported in the result and the summary
@@ -293,9 +298,14 @@ def _log_mlflow(result: Any, out: HeldOutResult) -> None:
         from mlflow import MlflowClient
         from mlflow.entities import Metric, Param
 
+        client = MlflowClient(result.tracking_uri)
         now = int(time.time() * 1000)
-        metrics = [Metric(k, float(v), now, 0) for k, v in out.metrics().items()]
-        params = [Param("held_out.seeds", ",".join(map(str, out.seeds))), Param("held_out.seed_key", out.seed_key)]
-        MlflowClient(result.tracking_uri).log_batch(result.mlflow_run_id, metrics=metrics, params=params)
+        client.log_batch(result.mlflow_run_id, metrics=[Metric(k, float(v), now, 0) for k, v in out.metrics().items()])
     except Exception as exc:  # noqa: BLE001 - the records are extra; the result stands
         logger.warning("held-out metrics not logged to MLflow (%s: %s)", type(exc).__name__, exc)
+        return
+    try:  # params are immutable: a second evaluation (after a resume) with other seeds keeps the first
+        client.log_batch(result.mlflow_run_id, params=[Param("held_out.seeds", ",".join(map(str, out.seeds))),
+                                                       Param("held_out.seed_key", out.seed_key)])
+    except Exception as exc:  # noqa: BLE001
+        logger.warning("held-out params not logged to MLflow (%s: %s)", type(exc).__name__, exc)
