@@ -30,7 +30,13 @@ Differences from Ray's ``PopulationBasedTraining``
   :meth:`PBTScheduler.config_schedule` gives the replayable config schedule of a trial,
   following the donor chain. Lineage, scores and the generator state are kept in a JSON
   file (``state_path``, written atomically) and read back when the experiment is resumed:
-  Tune never calls a scheduler's ``save``/``restore`` (FACTS.md, ray issue 30838).
+  Tune never calls a scheduler's ``save``/``restore`` (FACTS.md, ray issue 30838). Two
+  traps of a resume are handled: Tune copies the experiment folder's ``*.json`` files into its
+  staging folder on restore and uploads them back later, which would overwrite the live state
+  file with the stale copy (the copy is removed, ``_ray_private.drop_staged_copy``); and Tune's
+  experiment snapshot is periodic, so an exploit made after the last snapshot comes back
+  undone (the target has its old config): it is taken out of the lineage
+  (:meth:`schedulers.core.pbt.PBT.on_restore`), with a warning.
 
 How a function trainable must look: report with a checkpoint (at least every
 ``perturbation_interval``), load ``tune.get_checkpoint()`` at start, and read the
@@ -260,6 +266,14 @@ class PBTScheduler(TrialScheduler):
                 f"PBTScheduler: trial {tid}'s config does not fit the search space: {exc}; give "
                 f"PBTScheduler(space=...) the space the trials are drawn from") from None
         core.add(tid, flat)
+        undone = core.on_restore(tid, flat)  # resumed: Tune's snapshot may predate an exploit
+        if undone is not None:
+            self._injected.pop(tid, None)
+            logger.warning(
+                "PBTScheduler: trial %s came back from Tune's experiment snapshot without its exploit "
+                "at %s=%g (a clone of %s): the driver stopped before Tune saved it, so the trial "
+                "continues from its own checkpoint and the exploit is taken out of the lineage",
+                tid, self._time_attr, undone.time, undone.donor)
         tag = trial.experiment_tag or ""
         self._base_tags.setdefault(tid, tag.split("@pbt", 1)[0])
         if core.synchronous and core.held(tid) and trial.status == Trial.PENDING:

@@ -452,3 +452,36 @@ def test_configs_outside_the_space_are_refused():
     pbt = policy()
     with pytest.raises(PBTConfigError, match=r"parameter 'batch'.*got 65"):
         pbt.add("x", {**CONFIG, "batch": 65})
+
+
+def test_restore_undoes_an_exploit_that_tune_never_saved():
+    """Resume after the driver stopped between an exploit and Tune's next experiment snapshot:
+    Tune brings the target back with its old config, so the exploit leaves the lineage."""
+    pbt = policy(resample_probability=0.0)
+    ids = population(pbt, 4)
+    report(pbt, ids[1:], 4, [2.0, 3.0, 4.0])
+    first = pbt.commit(pbt.on_result("t0", 4, 1.0, True)[0])  # t0 <- t3 at 4
+    report(pbt, ["t2", "t3"], 8, [3.0, 4.0])
+    second = pbt.commit(pbt.on_result("t1", 8, 2.0, True)[0])  # t1 <- t3 at 8
+    assert (first.seq, second.seq) == (0, 1)
+    assert pbt.on_restore("t1", second.new_config) is None  # Tune saw t1's exploit: nothing to undo
+    assert pbt.on_restore("t0", CONFIG) == first
+    assert [(r.seq, r.target, r.donor, r.time) for r in pbt.lineage()] == [(0, "t1", "t3", 8.0)]
+    t0 = pbt.members["t0"]
+    assert t0.config == CONFIG and t0.exploits == 0 and t0.value is None and t0.ckpt_time is None
+    assert pbt.config_schedule("t0") == [(0.0, CONFIG)]
+    assert pbt.config_schedule("t1") == [(0.0, CONFIG), (8.0, second.new_config)]
+    # it restarts from its own checkpoint (here at 4) and is due again there
+    again = pbt.on_result("t0", 4, 1.0, True)[0]
+    assert isinstance(again, Exploit) and again.target == "t0"
+
+
+def test_restore_keeps_an_exploit_the_member_has_trained_on_since():
+    pbt = policy(resample_probability=0.0)
+    ids = population(pbt, 4)
+    report(pbt, ids[1:], 4, [2.0, 3.0, 4.0])
+    first = pbt.commit(pbt.on_result("t0", 4, 1.0, True)[0])  # t0 <- t3 at 4
+    pbt.on_result("t0", 7, 9.0, True)
+    report(pbt, ["t2", "t3"], 8, [3.0, 4.0])
+    pbt.commit(pbt.on_result("t1", 8, 2.0, True)[0])  # t1 <- t0 at 7: t0 trained on since its exploit
+    assert pbt.on_restore("t0", CONFIG) is None and pbt.lineage()[0] == first

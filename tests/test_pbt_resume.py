@@ -58,7 +58,7 @@ def policy_of(state: dict) -> PBT:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(300)  # ~50 s on an idle 2-core machine, ~90 s at load average 9
 def test_pbt_resumes_after_the_driver_is_killed(ray_local, tmp_path, caplog):
     log_dir = tmp_path / "starts"
     log_dir.mkdir()
@@ -102,7 +102,7 @@ def test_pbt_resumes_after_the_driver_is_killed(ray_local, tmp_path, caplog):
     assert max(m["time"] or 0 for m in before["members"].values()) < STEPS, "killed too late"
 
     (experiment,) = [p for p in storage.iterdir() if p.is_dir()]
-    with caplog.at_level(logging.INFO, logger="schedulers.pbt"):
+    with caplog.at_level(logging.INFO, logger="schedulers.pbt"):  # also catches the undo warnings
         result = orchestrator.resume(str(experiment), verbose=0)
     assert any("PBTScheduler: loaded 4 members" in r.getMessage() for r in caplog.records)
 
@@ -111,15 +111,25 @@ def test_pbt_resumes_after_the_driver_is_killed(ray_local, tmp_path, caplog):
     assert (result.trials["training_iteration"] == STEPS).all()
 
     # The state file was read back, not started afresh: the exploits before the kill lead the
-    # lineage after it, and each member's scores before the kill lead its scores after it.
+    # lineage after it, and each member's scores before the kill lead its scores after it. (An
+    # exploit made after Tune's last experiment snapshot is undone, with a warning: Tune restarts
+    # its target from its own checkpoint. Rare here: Tune snapshots at every step.)
+    undone = [r.args[0] for r in caplog.records if "without its exploit" in r.getMessage()]
     after = read_state(os.path.join(experiment, "pbt-state.json"))
-    assert after["lineage"][:len(before["lineage"])] == before["lineage"]
+
+    def unnumbered(records):
+        return [{k: v for k, v in r.items() if k != "seq"} for r in records]
+
+    kept = unnumbered(before["lineage"])
+    kept = [r for r in kept if not (r["target"] in undone and r == [x for x in kept if x["target"] == r["target"]][-1])]
+    assert len(before["lineage"]) - len(kept) == len(undone)
+    assert unnumbered(after["lineage"])[:len(kept)] == kept
     assert set(after["members"]) == set(before["members"])
     for tid, member in before["members"].items():
         again = after["members"][tid]
         assert again["scores"][:len(member["scores"])] == member["scores"], tid
         assert again["order"] == member["order"] and again["initial"] == member["initial"]
-        assert again["exploits"] >= member["exploits"]
+        assert again["exploits"] >= member["exploits"] - undone.count(tid)
 
     # No trial retrained from scratch after the kill: every start since then began from a checkpoint.
     started_after = starts(log_dir)

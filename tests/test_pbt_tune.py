@@ -371,3 +371,29 @@ def test_orchestrator_builds_pbt_with_state_path_and_seed(tmp_path):
     assert isinstance(s, PBTScheduler)
     assert s.state_path == os.path.join(str(tmp_path), "pbt-state.json")
     assert s._options["seed"] == 7 and s._options["perturbation_factors"] == (0.5, 2.0)
+
+
+def test_exploit_missing_from_tunes_snapshot_is_undone_on_resume(tmp_path, caplog):
+    path = tmp_path / "pbt-state.json"
+    options = dict(metric="Q", mode="max", space=TOY_SPACE, perturbation_interval=2, resample_probability=0.0,
+                   state_path=path)
+    s = PBTScheduler(**options)
+    core = s.policy
+    for tid, config in zip("abcd", ONE_HOT):
+        core.add(tid, config)
+    for tid, q in zip("bcd", (0.2, 0.3, 0.4)):
+        core.on_result(tid, 2, q, True)
+    record = core.commit(core.on_result("a", 2, 0.1, True)[0])
+    s._persist()
+    copy = tmp_path / "copy.json"
+    copy.write_text(path.read_text())
+    # Tune's snapshot still has a's old config: the exploit is undone, with a warning
+    again = PBTScheduler(**options)
+    with caplog.at_level(logging.WARNING, logger="schedulers.pbt"):
+        again.on_trial_add(FakeController([]), FakeTrial("a", ONE_HOT[0]))
+    assert again.lineage() == [] and again.policy.members["a"].config == ONE_HOT[0]
+    assert any("without its exploit" in r.getMessage() for r in caplog.records)
+    # Tune's snapshot has the new config: the lineage stays
+    third = PBTScheduler(**{**options, "state_path": copy})
+    third.on_trial_add(FakeController([]), FakeTrial("a", third.policy.to_config(record.new_config)))
+    assert len(third.lineage()) == 1

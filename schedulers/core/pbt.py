@@ -70,6 +70,10 @@ Rules (the reasons are in :class:`Continue`)
   at or before ``t``", each member keeps its reports since its last exploit, pruned to those
   a comparison can still ask for.
 
+* Resume (:meth:`PBT.on_restore`): a member that comes back with the config it had before
+  its last exploit (the experiment snapshot of the host predates the exploit) goes back to
+  that config and the exploit leaves the lineage, unless another member has cloned it since.
+
 Every random draw (donor choice, explore) comes from one ``numpy.random.Generator`` seeded
 by ``seed``; its state is part of the saved state, so a loaded policy continues the sequence.
 """
@@ -80,7 +84,7 @@ import json
 import math
 import numbers
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -656,6 +660,37 @@ class PBT:
         member.exploits += 1
         self._changed()
         return record
+
+    def on_restore(self, trial_id: str, config: Mapping[str, Any]) -> LineageRecord | None:
+        """A resumed experiment brought ``trial_id`` back with flat values ``config``.
+
+        The policy's state file is written at every decision, Tune's experiment snapshot only
+        every so often: when the driver stopped between an exploit and the next snapshot,
+        Tune brings the target back with the config it had *before* the exploit and restarts
+        it from its own checkpoint. That exploit never happened for Tune, so it is taken out
+        of the lineage (later records are renumbered) and the member goes back to its old
+        config, due again at the time it was exploited; the removed record is returned. It is
+        kept when a later exploit cloned the member (then it has trained on since) or when
+        ``config`` is not the record's ``target_config``; the member takes ``config`` either way.
+        """
+        member = self._member(trial_id)
+        config = dict(config)
+        if config == member.config:
+            return None
+        last = next((r for r in reversed(self._lineage) if r.target == trial_id), None)
+        undo = (last is not None and config == last.target_config and member.config == last.new_config
+                and not any(r.donor == trial_id for r in self._lineage[last.seq + 1:]))
+        member.config = config
+        self._pending.pop(trial_id, None)
+        self._changed()
+        if not undo:
+            return None
+        self._lineage = [replace(r, seq=k) for k, r in enumerate(r for r in self._lineage if r is not last)]
+        member.exploits -= 1
+        member.time, member.value, member.recent = last.time, None, []
+        member.last_perturbation = max(0.0, last.time - self.interval)
+        member.ckpt_time = None  # which of its own checkpoints survived is known at its next report
+        return last
 
     def abort(self, exploit: Exploit, reason: str = "") -> None:
         """The adapter could not carry ``exploit`` out: the target keeps its state.
