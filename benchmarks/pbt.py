@@ -36,6 +36,7 @@ Q ever reported and the steps trained by the whole population (results).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -59,6 +60,23 @@ DESCRIPTIONS = {
     "fifo": "no PBT (FIFOScheduler): every member keeps its initial h",
 }
 METRIC, MODE = "Q", "max"
+
+
+@contextlib.contextmanager
+def _json_logger_only():
+    """Of Tune's automatic per-result loggers (JSON, CSV, TensorBoard) only the JSON one is kept
+    (the result grid reads it; the driver shares 2 busy cores with the trials): Tune's environment
+    variable, set for the run and restored after it, so it never leaks into other Tune runs."""
+    key = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
+    before = os.environ.get(key)
+    os.environ[key] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
 
 
 # ---- the trainable -------------------------------------------------------------------------
@@ -156,8 +174,6 @@ def run_one(scheduler: str, seed: int, steps: int = 80, size: int = 4, interval:
     from benchmarks.problems import PBTToy
     from search_algs.random_search import RandomSearch
 
-    # Of Tune's automatic per-result loggers only the JSON one is kept (the result grid reads it).
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     from ray.tune.logger import JsonLoggerCallback
 
     rec, recorder = PBTRun(scheduler, seed), _recorder()
@@ -177,7 +193,7 @@ def run_one(scheduler: str, seed: int, steps: int = 80, size: int = 4, interval:
         search_alg, num_samples = ConcurrencyLimiter(searcher, max_concurrent=size), size
     t0 = time.perf_counter()
     try:
-        with tempfile.TemporaryDirectory(prefix="bench-pbt-") as storage:
+        with _json_logger_only(), tempfile.TemporaryDirectory(prefix="bench-pbt-") as storage:
             tuner = tune.Tuner(
                 tune.with_resources(toy_trainable, {"cpu": num_cpus / size}),
                 param_space=param_space,
@@ -354,7 +370,6 @@ def run_digits_one(scheduler: str, seed: int, epochs: int = 12, size: int = 4, i
     from examples.digits_mlp import train_digits
     from search_algs.random_search import RandomSearch
 
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     if scheduler not in DIGITS_SCHEDULERS:
         raise KeyError(f"unknown scheduler {scheduler!r}; known: {', '.join(DIGITS_SCHEDULERS)}")
     recorder = _digits_recorder()
@@ -369,7 +384,7 @@ def run_digits_one(scheduler: str, seed: int, epochs: int = 12, size: int = 4, i
     searcher = RandomSearch(space=digits_template(seed, epochs), metric="val_loss", mode="min", seed=seed)
     t0 = time.perf_counter()
     try:
-        with tempfile.TemporaryDirectory(prefix="bench-pbt-digits-") as storage:
+        with _json_logger_only(), tempfile.TemporaryDirectory(prefix="bench-pbt-digits-") as storage:
             tuner = tune.Tuner(
                 tune.with_resources(train_digits, {"cpu": num_cpus / size}),
                 tune_config=tune.TuneConfig(metric="val_loss", mode="min", num_samples=size,

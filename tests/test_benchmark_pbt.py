@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pytest
 
@@ -54,8 +55,10 @@ def test_unknown_scheduler_or_odd_population_is_refused():
 @pytest.mark.timeout(240)
 def test_a_tiny_run_of_the_three_schedulers(ray_local, tmp_path):
     lines = []
+    before = os.environ.get("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS")
     data = P.run_benchmark("python -m benchmarks pbt --seeds 1 --steps 12", seeds=1, steps=12,
                            time_limit_s=100, log=lines.append)
+    assert os.environ.get("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS") == before  # Tune's setting did not leak
     assert [r["scheduler"] for r in data["runs"]] == list(P.SCHEDULERS)
     for run in data["runs"]:
         assert run["error"] is None, run["error"]

@@ -27,7 +27,7 @@ from search_algs import Float
 from trainables import toy_replay
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-STEPS = 48
+STEPS = 60
 
 
 def starts(log_dir: pathlib.Path) -> dict[str, list[int]]:
@@ -36,6 +36,23 @@ def starts(log_dir: pathlib.Path) -> dict[str, list[int]]:
     for path in log_dir.glob("*.starts"):
         out[path.stem] = [int(line) for line in path.read_text().split()]
     return out
+
+
+def fresh_snapshot(storage: pathlib.Path, seen: tuple | None) -> tuple | None:
+    """``(mtime, text)`` of Tune's experiment state file when it changed since ``seen`` and
+    reads as whole JSON; else None."""
+    paths = glob.glob(str(storage / "pbt-resume-*" / "experiment_state-*.json"))
+    if not paths:
+        return None
+    try:
+        mtime = os.stat(paths[0]).st_mtime_ns
+        if seen is not None and mtime == seen[0]:
+            return None
+        text = pathlib.Path(paths[0]).read_text()
+        json.loads(text)
+    except (OSError, ValueError):
+        return None
+    return mtime, text
 
 
 def read_state(path: str) -> dict | None:
@@ -58,40 +75,52 @@ def policy_of(state: dict) -> PBT:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(300)  # ~50 s on an idle 2-core machine, ~90 s at load average 9
+@pytest.mark.timeout(300)  # ~45 s at load average 9 on 2 cores
 def test_pbt_resumes_after_the_driver_is_killed(ray_local, tmp_path, caplog):
     log_dir = tmp_path / "starts"
     log_dir.mkdir()
     storage = tmp_path / "runs"
+    # keep_checkpoints=None: Tune forces no extra experiment snapshots, so they come every
+    # TUNE_GLOBAL_CHECKPOINT_S = 2 s, and the driver is killed just after one (Tune writes its
+    # experiment state in place, not atomically: a kill in the middle of a write would leave
+    # it unreadable and Tune would start the experiment afresh).
     script = textwrap.dedent(f"""
-        import orchestrator
+        from orchestrator.api import run
+        from orchestrator.spec import ExperimentSpec
         from search_algs import Float
         from trainables import pbt_toy
-        space = {{"h0": Float(0.0, 1.0), "h1": Float(0.0, 1.0), "checkpoint_every": 2, "sleep": 0.1,
+        space = {{"h0": Float(0.0, 1.0), "h1": Float(0.0, 1.0), "checkpoint_every": 2, "sleep": 0.15,
                   "log_dir": {str(log_dir)!r}}}
-        one_hot = [{{"h0": 1.0, "h1": 0.0}}, {{"h0": 0.0, "h1": 1.0}}, {{"h0": 0.8, "h1": 0.0}},
-                   {{"h0": 0.0, "h1": 0.8}}]
-        orchestrator.tune(pbt_toy, space, metric="Q", mode="max", search="random", scheduler="pbt",
-                          scheduler_options={{"perturbation_interval": 4, "resample_probability": 0.5}},
-                          points_to_evaluate=one_hot, num_samples=4, max_concurrent=4,
-                          resources={{"cpu": 0.5}}, seed=3, stop={{"training_iteration": {STEPS}}},
-                          storage_path={str(storage)!r}, tracking_uri="", name="pbt-resume", verbose=0)
+        population = [{{"h0": 1.0, "h1": 0.0}}, {{"h0": 0.0, "h1": 1.0}}, {{"h0": 0.8, "h1": 0.0}},
+                      {{"h0": 0.0, "h1": 0.8}}]
+        spec = ExperimentSpec(pbt_toy, space, metric="Q", mode="max", search="random", scheduler="pbt",
+                              scheduler_options={{"perturbation_interval": 4, "resample_probability": 0.5}},
+                              points_to_evaluate=population, num_samples=4, max_concurrent=4,
+                              resources={{"cpu": 0.5}}, seed=3, stop={{"training_iteration": {STEPS}}},
+                              storage_path={str(storage)!r}, tracking_uri="", name="pbt-resume",
+                              keep_checkpoints=None)
+        spec.validate()
+        run(spec, verbose=0)
     """)
-    env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "0"}
+    env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "2"}
     driver = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT / "tests", env=env,
                               start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 90
-    before = None
+    deadline = time.time() + 120
+    before, seen = None, None
     try:
         while True:
             assert driver.poll() is None, driver.stderr.read().decode()[-3000:]
             assert time.time() < deadline, "the first run made no exploit in time"
             paths = glob.glob(str(storage / "pbt-resume-*" / "pbt-state.json"))
             before = read_state(paths[0]) if paths else None
-            if (before is not None and before["lineage"] and len(before["members"]) == 4
-                    and all((m["time"] or 0) >= 6 for m in before["members"].values())):
-                break  # PBT exploited, and every member has trained (and checkpointed) a while
-            time.sleep(0.2)
+            ready = (before is not None and before["lineage"] and len(before["members"]) == 4
+                     and all((m["time"] or 0) >= 6 for m in before["members"].values()))
+            snapshot = fresh_snapshot(storage, seen)
+            if snapshot is not None:
+                seen = snapshot
+                if ready and "@pbt" in snapshot[1]:
+                    break  # a readable snapshot that holds an exploit, the next one ~2 s away
+            time.sleep(0.05)
     finally:
         os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started, by process group
         driver.wait()
