@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from search_algs.core import gp as gp_module
-from search_algs.core.acquisition import LogEI, incumbent, log_ei, log_h, naive_ei, resolve_noise
+from search_algs.core.acquisition import LogEI, incumbent, log_aei_factor, log_ei, log_h, naive_ei, resolve_noise
 from search_algs.core.gp import GP, GPNumericalError, GPPrior, features, fit_map, standardise
 from search_algs.core.optimize import GPEI, Dim, GPEIOptions, canonical, optimize_acqf
 
@@ -160,6 +160,48 @@ def test_noisy_ei_matches_monte_carlo_over_the_posterior():
     improvement = np.maximum(tau - f, 0.0)
     mc, se = improvement.mean(0), improvement.std(0) / math.sqrt(len(f))
     assert np.all(np.abs(np.exp(acq) - mc) <= 4 * se + 1e-6), (np.exp(acq), mc, se)
+
+
+def test_aei_factor_matches_its_plain_form_and_stays_finite_where_that_cancels():
+    noise_var = 0.04
+    var = torch.tensor([1e-12, 1e-9, 1e-6, 1e-3, 0.04, 1.0, 100.0], dtype=torch.float64, requires_grad=True)
+    value = log_aei_factor(var, noise_var)
+    plain = np.log(1.0 - math.sqrt(noise_var) / np.sqrt(var.detach().numpy() + noise_var))
+    ok = var.detach().numpy() >= 1e-6  # below, 1 - s_n / r cancels in float64
+    np.testing.assert_allclose(value.detach().numpy()[ok], plain[ok], rtol=1e-9)
+    # the small-variance limit: 1 - s_n / r ~ var / (2 s2_n)
+    np.testing.assert_allclose(value.detach().numpy()[:2], np.log(var.detach().numpy()[:2] / (2 * noise_var)),
+                               rtol=1e-6)
+    (grad,) = torch.autograd.grad(value.sum(), var)
+    assert torch.isfinite(value).all() and torch.isfinite(grad).all() and (value < 0).all()
+
+
+def test_augmented_ei_stops_resampling_a_point_the_noise_already_pins_down():
+    """AEI (Huang et al. 2006): EI at a point observed many times stays positive under noise
+    (the latent mean is never known exactly); AEI's factor takes that point out."""
+    rng = np.random.default_rng(0)
+    X = rng.random((20, 2))
+    best = np.array([0.3, 0.3])
+    X = np.vstack([X, np.repeat(best[None], 15, axis=0)])
+    y = np.sum((X - 0.3) ** 2, axis=1) + 0.1 * rng.standard_normal(len(X))
+    theta = np.log([0.3, 0.3, 1.0, 0.01])
+    model = GP(X, y, theta, np.zeros(2, dtype=int))
+    tau = incumbent(model, noisy=True)
+    mean, var = (t.detach().numpy() for t in model.posterior(model.U))
+    # the effective best (Huang et al.): least mu + sigma; here the well-sampled point
+    tau_aei = incumbent(model, noisy=True, sigma_weight=1.0)
+    assert tau_aei == pytest.approx(mean[int(np.argmin(mean + np.sqrt(var)))], abs=1e-12)
+    assert tau_aei >= tau
+    far = np.array([[0.45, 0.15]])  # unexplored, near the optimum region
+    at = best[None]
+    plain, aug = LogEI(model, tau), LogEI(model, tau, augmented=True)
+    assert plain.numpy(at)[0] > -20  # plain noisy EI still wants the well-sampled point
+    gap_plain = plain.numpy(far)[0] - plain.numpy(at)[0]
+    gap_aug = aug.numpy(far)[0] - aug.numpy(at)[0]
+    assert gap_aug > gap_plain + 1.0  # AEI prefers new information by far more than EI does
+    np.testing.assert_allclose(aug.numpy(far) - plain.numpy(far),
+                               log_aei_factor(model.posterior(torch.as_tensor(far))[1], model.noise_var)
+                               .detach().numpy(), rtol=1e-12)
 
 
 # ---- the GP -----------------------------------------------------------------------------------
@@ -437,3 +479,27 @@ def test_recommend_uses_posterior_mean_when_noisy():
     assert GPEI([Dim("continuous")] * 2, GPEIOptions(noise="none")).recommend(X, list(y)) == 30
     with pytest.raises(ValueError, match="noise"):
         GPEIOptions(noise="loud").validate()
+
+
+def test_model_subset_caps_the_model_and_keeps_the_best_half():
+    rng = np.random.default_rng(0)
+    X = rng.random((60, 2))
+    losses = [branin(x) for x in X]
+    loss, ok = np.array(losses), np.ones(60, dtype=bool)
+    ok[7] = False  # a failure is never in the subset
+    capped = GPEI([Dim("continuous")] * 2, GPEIOptions(max_model_points=20))
+    mask = capped.model_subset(loss, ok)
+    assert mask.sum() == 20 and not mask[7]
+    best10 = np.argsort(np.where(ok, loss, np.inf))[:10]
+    assert mask[best10].all() and mask[0] and mask[59]  # the best half, then evenly thinned (ends kept)
+    assert np.array_equal(mask, capped.model_subset(loss, ok))  # deterministic, no random draws
+    assert np.array_equal(GPEI([Dim("continuous")] * 2).model_subset(loss, ok), ok)  # no cap: every usable one
+    s = capped.suggest(X, [None if i == 7 else v for i, v in enumerate(losses)], rng)
+    assert s.info["n_model"] == 20 + 1  # the subset, plus the failure as a fantasy
+    assert capped.n_at_fit == 59  # the refit schedule counts every usable observation
+    assert s.info["tau"] == pytest.approx(standardise(loss[mask])[0].min())  # the best loss is modelled
+    i = capped.recommend(X, losses)
+    assert mask[i] or i == int(np.argmin(loss))
+    for bad in (2, 3.5, True):
+        with pytest.raises(ValueError, match="max_model_points"):
+            GPEIOptions(max_model_points=bad).validate()

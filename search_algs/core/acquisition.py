@@ -25,12 +25,21 @@ References
   incumbent; use the best *posterior mean* at the evaluated points instead, and recommend
   the evaluated point with the best posterior mean.
 
+* Huang, Allen, Notz, Zeng, "Global optimization of stochastic black-box systems via
+  sequential kriging meta-models", J. Global Optim. 34, 2006 (augmented EI, AEI): with noise,
+  plain EI keeps re-sampling next to its incumbent (the latent mean there is never known
+  exactly, so EI stays positive); AEI multiplies EI by ``1 - s_n / sqrt(var + s2_n)``, which
+  goes to 0 where the posterior of ``f`` is already as tight as one more noisy observation
+  could make it, and measures improvement from the "effective best" evaluated point, the
+  least ``mu + c sigma`` (``c = 1``).
+
 Noise handling (``noise=``)
 ---------------------------
 ``"none"``: incumbent = best observed standardised loss. ``"noisy"``: incumbent = least
-posterior mean over the points the model was conditioned on. ``"auto"``: noisy when the
-fitted noise variance exceeds ``noise_threshold`` (default 1e-3) times the signal variance,
-i.e. when the noise standard deviation is above ~3% of the signal's.
+posterior mean over the points the model was conditioned on (or AEI's effective best with
+``sigma_weight``), optionally with AEI's factor (``LogEI(augmented=True)``). ``"auto"``: noisy
+when the fitted noise variance exceeds ``noise_threshold`` (default 1e-3) times the signal
+variance, i.e. when the noise standard deviation is above ~3% of the signal's.
 """
 
 from __future__ import annotations
@@ -42,7 +51,7 @@ import torch
 
 from search_algs.core.gp import DTYPE, GP
 
-__all__ = ["LogEI", "log_h", "log_ei", "naive_ei", "resolve_noise", "incumbent", "NOISE_MODES"]
+__all__ = ["LogEI", "log_h", "log_ei", "log_aei_factor", "naive_ei", "resolve_noise", "incumbent", "NOISE_MODES"]
 
 NOISE_MODES = ("auto", "none", "noisy")
 
@@ -109,6 +118,19 @@ def log_ei(mean: torch.Tensor, var: torch.Tensor, tau: float | torch.Tensor) -> 
     return log_h((tau - mean) / sigma) + torch.log(sigma)
 
 
+def log_aei_factor(var: torch.Tensor, noise_var: float | torch.Tensor) -> torch.Tensor:
+    """``log(1 - s_n / sqrt(var + s2_n))``, AEI's factor (Huang et al. 2006), elementwise.
+
+    Written as ``1 - s_n / r = var / (r (r + s_n))`` with ``r = sqrt(var + s2_n)``: no
+    cancellation when ``var << s2_n`` (where the factor is ``~ var / (2 s2_n)``), finite for
+    every ``var > 0`` (posterior variances are floored at ``VAR_FLOOR``).
+    """
+    var = torch.as_tensor(var, dtype=DTYPE)
+    noise_var = torch.as_tensor(noise_var, dtype=DTYPE)
+    r = torch.sqrt(var + noise_var)
+    return torch.log(var) - torch.log(r) - torch.log(r + torch.sqrt(noise_var))
+
+
 def naive_ei(mean: torch.Tensor, var: torch.Tensor, tau: float | torch.Tensor) -> torch.Tensor:
     """The textbook ``(tau - mu) Phi(z) + sigma phi(z)``: a reference for tests (it underflows
     to 0 and loses all precision for very negative ``z``)."""
@@ -128,28 +150,37 @@ def resolve_noise(mode: str, gp: GP, threshold: float = 1e-3) -> bool:
     return mode == "noisy"
 
 
-def incumbent(gp: GP, noisy: bool) -> float:
+def incumbent(gp: GP, noisy: bool, sigma_weight: float = 0.0) -> float:
     """``tau`` for the points ``gp`` was conditioned on (observations and fantasies):
-    the least target, or when ``noisy`` the least posterior mean there."""
+    the least target, or when ``noisy`` the posterior mean at the point with the least
+    ``mu + sigma_weight * sigma`` there (0: the least posterior mean; 1: AEI's effective best)."""
     if not noisy:
         return float(gp.y.min())
     with torch.no_grad():
-        mean, _ = gp.posterior(gp.U)
-    return float(mean.min())
+        mean, var = gp.posterior(gp.U)
+    if sigma_weight == 0.0:
+        return float(mean.min())
+    return float(mean[torch.argmin(mean + sigma_weight * var.sqrt())])
 
 
 class LogEI:
-    """``U (m, D) -> log EI (m,)`` under the posterior of ``gp``, improvement over ``tau``."""
+    """``U (m, D) -> log EI (m,)`` under the posterior of ``gp``, improvement over ``tau``;
+    with ``augmented`` AEI's factor (Huang et al. 2006) for the noise of ``gp`` is added:
+    ``log EI + log(1 - s_n / sqrt(var + s2_n))``."""
 
-    def __init__(self, gp: GP, tau: float):
+    def __init__(self, gp: GP, tau: float, augmented: bool = False):
         if not math.isfinite(tau):
             raise ValueError(f"LogEI: the incumbent must be finite, got {tau!r}")
         self.gp = gp
         self.tau = float(tau)
+        self.augmented = bool(augmented)
 
     def __call__(self, U: torch.Tensor) -> torch.Tensor:
         mean, var = self.gp.posterior(U)
-        return log_ei(mean, var, self.tau)
+        value = log_ei(mean, var, self.tau)
+        if self.augmented:
+            value = value + log_aei_factor(var, self.gp.noise_var)
+        return value
 
     def numpy(self, U: np.ndarray) -> np.ndarray:
         """Values without gradients for ``U (m, D)`` as a numpy array ``(m,)``."""

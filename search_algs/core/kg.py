@@ -433,8 +433,9 @@ class KnowledgeGradient(GPEI):
         U, loss, ok = self._split(U, losses)
         if ok.sum() < 2:
             return None
-        y, _, _ = standardise(loss[ok])
-        gp, refit, fit_ok = self.fit(U[ok], y)
+        used = self.model_subset(loss, ok)  # every usable observation unless max_model_points caps it
+        y, _, _ = standardise(loss[used])
+        gp, refit, fit_ok = self.fit(U[used], y, n_seen=int(ok.sum()))
 
         pending = np.zeros((0, D)) if pending is None else np.asarray(pending, dtype=float).reshape(-1, D)
         failed = U[~ok]
@@ -447,7 +448,7 @@ class KnowledgeGradient(GPEI):
 
         with torch.no_grad():
             mean_obs = gp.posterior(gp.U)[0].numpy()  # (n,)
-        centres = U[ok][np.argsort(mean_obs, kind="stable")[: self.options.n_best]]
+        centres = U[used][np.argsort(mean_obs, kind="stable")[: self.options.n_best]]
         C = self.candidates(model, gp.n + len(pending), centres, rng)
         acqf = LogKG(model, C)
         u, value = optimize_acqf(acqf, self.dims, rng, centres=centres, exclude=np.concatenate([U, pending]),
