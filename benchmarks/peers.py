@@ -10,7 +10,9 @@ Optimisers (see :data:`OPTIMIZERS` and :func:`optimizer_specs`):
 
 * ours: every searcher in ``orchestrator.registry.SEARCHERS``, built as
   ``Cls(space=..., metric="loss", mode="min", seed=...)`` and driven through Ray's ``Searcher``
-  interface (``suggest`` / ``on_trial_result`` / ``on_trial_complete``) without a cluster.
+  interface (``suggest`` / ``on_trial_result`` / ``on_trial_complete``) without a cluster; and
+  ablation variants of them with one option switched (:data:`VARIANTS`, e.g. ``gp-ei-plain``),
+  which run only when named.
 * ``hyperopt-tpe``: hyperopt's ``tpe.suggest`` with its defaults on a ``Trials`` object (the
   native ask/tell used by ``fmin`` itself).
 * ``optuna-tpe``, ``optuna-gp``: Optuna's ``TPESampler`` (defaults: multivariate, constant liar)
@@ -136,12 +138,19 @@ class SearcherOptimizer(Optimizer):
             self.searcher.add_evaluated_point(self.space.to_config(flat), float(value))
 
 
-def _build_ours(name: str) -> Callable[[Space, int], Optimizer]:
+def _build_ours(name: str, core_options: dict | None = None, **kwargs: Any) -> Callable[[Space, int], Optimizer]:
+    """Builder of registry searcher ``name``. An ablation variant (:data:`VARIANTS`) passes
+    extra constructor keywords ``kwargs`` and/or ``core_options``: fields of the searcher's
+    ``options_class`` (built at construction, so that torch is imported only when used)."""
+
     def build(space: Space, seed: int) -> Optimizer:
         from orchestrator.registry import searcher_class
 
         cls = searcher_class(name)
-        searcher = cls(space=space, metric="loss", mode="min", seed=seed)
+        extra = dict(kwargs)
+        if core_options:
+            extra["options"] = cls.options_class(**core_options)
+        searcher = cls(space=space, metric="loss", mode="min", seed=seed, **extra)
         if getattr(searcher, "metric", None) is None or getattr(searcher, "mode", None) is None:
             searcher.set_search_properties("loss", "min", {})
         return SearcherOptimizer(searcher, space)
@@ -456,6 +465,7 @@ class OptimizerSpec:
     cheap: bool  # fit for the quick tier
     description: str
     refuses: Callable[[Space], str | None] = lambda space: None
+    in_tiers: bool = True  # False: runs only when named (--optimizers), never by default in a tier
 
     def missing(self) -> str | None:
         """Why it cannot run here (a missing package), or ``None``."""
@@ -513,13 +523,32 @@ def ours() -> dict[str, OptimizerSpec]:
     }
 
 
+def _variant(name: str, base: str, description: str, core_options: dict | None = None,
+             **kwargs: Any) -> OptimizerSpec:
+    return OptimizerSpec(name, "ours", _build_ours(base, core_options, **kwargs), ("ray",), ("ray",), True,
+                         f"ours (ablation, only when named): {description}", in_tiers=False)
+
+
+# Ablations of our searchers with one option switched: benchmark-only names (not in the
+# orchestrator's registry), run only when named with --optimizers, never through Tune.
+VARIANTS: dict[str, OptimizerSpec] = {
+    "gp-ei-plain": _variant("gp-ei-plain", "gp-ei", "GP-EI with noise='none' (plain EI: incumbent and "
+                            "recommendation = best observed)", noise="none"),
+    "gp-ei-aei": _variant("gp-ei-aei", "gp-ei", "GP-EI with noisy_acqf='aei' (when noisy: augmented EI, "
+                          "Huang et al. 2006)", core_options={"noisy_acqf": "aei"}),
+    "gp-ei-nocap": _variant("gp-ei-nocap", "gp-ei", "GP-EI with max_model_points=None (an exact GP on every "
+                            "observation, however many)", core_options={"max_model_points": None}),
+}
+
+
 def optimizer_specs() -> dict[str, OptimizerSpec]:
-    """Ours first, then the peers. A name in both is an error (names must be unambiguous)."""
+    """Ours first, then our ablation variants, then the peers. A name in two of them is an
+    error (names must be unambiguous)."""
     mine = ours()
-    clash = sorted(set(mine) & set(PEERS))
+    clash = sorted((set(mine) & set(PEERS)) | (set(mine) & set(VARIANTS)) | (set(VARIANTS) & set(PEERS)))
     if clash:
-        raise ValueError(f"registry searcher names {clash} clash with benchmark peer names; rename one")
-    return {**mine, **PEERS}
+        raise ValueError(f"searcher names {clash} clash between the registry, VARIANTS and PEERS; rename one")
+    return {**mine, **VARIANTS, **PEERS}
 
 
 def versions(packages: Sequence[str] = ("ray", "hyperopt", "optuna", "botorch", "gpytorch", "torch",

@@ -68,7 +68,7 @@ def select_optimizers(names: Sequence[str] | None, cheap_only: bool,
             raise SelectionError(f"unknown optimiser(s) {unknown}; known: {sorted(specs)}")
         chosen = [specs[n] for n in names]
     else:
-        chosen = [s for s in specs.values() if s.cheap or not cheap_only]
+        chosen = [s for s in specs.values() if s.in_tiers and (s.cheap or not cheap_only)]
     out = []
     for s in chosen:
         why = s.missing()
@@ -154,7 +154,7 @@ def run_suite(suite: Suite, optimizers: Sequence[str] | None = None, problems: S
             data["cost"] += [c.to_json() for c in harness.measure_cost(cp, s, suite.cost_sizes, suite.cost_reps, log=log)]
             log(f"cost {s.name:>16} on {cp.name}: n={list(suite.cost_sizes)} in {time.perf_counter() - t1:.1f} s")
 
-    ours = [s.name for s in specs if s.kind == "ours" or s.name.startswith("ray-")]
+    ours = [s.name for s in specs if (s.kind == "ours" and s.in_tiers) or s.name.startswith("ray-")]
     want_tune = tune and suite.tune_problems and suite.tune_seeds
     want_overhead = overhead and suite.overhead_trials
     if want_tune or want_overhead:

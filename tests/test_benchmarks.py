@@ -339,6 +339,38 @@ def test_registry_searchers_are_benchmarked_under_their_names():
     assert all(specs[n].kind == "ours" for n in SEARCHERS)
 
 
+def test_ablation_variants_run_only_when_named_and_switch_one_option():
+    _need("ray", "ray")
+    specs = peers.optimizer_specs()
+    assert set(peers.VARIANTS) <= set(specs)
+    assert all(specs[n].kind == "ours" and not specs[n].in_tiers for n in peers.VARIANTS)
+    for cheap_only in (True, False):  # a tier's default selection leaves them out
+        chosen = runner.select_optimizers(None, cheap_only, lambda m: None)
+        assert not {s.name for s in chosen} & set(peers.VARIANTS)
+    assert [s.name for s in runner.select_optimizers(["gp-ei-plain"], False, lambda m: None)] == ["gp-ei-plain"]
+    space = get_problem("hartmann6_noise0.1").space
+    plain = specs["gp-ei-plain"].build(space, 0).searcher
+    aei = specs["gp-ei-aei"].build(space, 0).searcher
+    default = specs["gp-ei"].build(space, 0).searcher
+    assert (default.options.noise, default.options.noisy_acqf) == ("auto", "ei")
+    assert (plain.options.noise, plain.options.noisy_acqf) == ("none", "ei")
+    assert (aei.options.noise, aei.options.noisy_acqf) == ("auto", "aei")
+    assert default.options.max_model_points == 1000
+    assert specs["gp-ei-nocap"].build(space, 0).searcher.options.max_model_points is None
+
+
+def test_cost_command_measures_the_sizes_asked_for(tmp_path, capsys):
+    _need("ray", "ray")
+    from benchmarks import cost
+
+    assert cost.main(["--optimizers", "random", "--sizes", "3,7", "--reps", "2", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert [(c["optimizer"], c["n_history"], len(c["ask_cpu"])) for c in data["cost"]] == [("random", 3, 2),
+                                                                                          ("random", 7, 2)]
+    assert "n=7" in (tmp_path / "results.md").read_text() and "n=    7" in capsys.readouterr().out
+    assert cost.main(["--optimizers", "nope", "--out", str(tmp_path)]) == 2
+
+
 # ---- through real Tune (slow: starts Ray) --------------------------------------------------------
 
 @pytest.mark.slow
