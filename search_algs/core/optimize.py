@@ -47,14 +47,14 @@ The suggestion step (:class:`GPEI`)
   :mod:`search_algs.core.acquisition`), ``noisy_acqf="ei"`` (default) measures EI from the least
   posterior mean at the evaluated points; ``"aei"`` uses augmented EI (Huang et al. 2006) instead,
   which stops re-sampling points the noise already pins down. Measured on Hartmann6, 50
-  evaluations (BENCHMARKS.md, "Noisy EI"): AEI helps with noise std 0.1 and hurts with 0.5, so
-  it is opt-in.
+  evaluations (BENCHMARKS.md, run C2): AEI helps with noise std 0.1 and hurts with 0.5, so it
+  is opt-in.
 * Many observations (``max_model_points``, default 1000): beyond that many usable observations
   the model (fit, acquisition, recommendation) is built on a subset of that size: the half with
   the least losses and the rest thinned evenly in arrival order (:meth:`GPEI.model_subset`);
   every observation is still excluded from being proposed again. An exact GP costs ``O(n^3)``
-  per fit: at n = 2000 (6-D) one suggestion with a fit took minutes of CPU here, with the cap
-  seconds (BENCHMARKS.md, "GP-EI at n = 2000"). ``None`` models everything.
+  per fit: at n = 2000 (6-D) a suggestion with a refit took 30-90 CPU s here, with the cap 5-12 s,
+  and one without a refit 1.15 s vs 0.47 s (BENCHMARKS.md, run C2). ``None`` models everything.
 * Refitting: hyperparameters are refitted on every suggestion up to ``refit_all_until``
   (100) observations, warm-started from the previous fit and, every ``restart_every`` (5)
   observations, also from the prior's centre and from short lengthscales (the best MAP
