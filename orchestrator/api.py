@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator import cluster, registry
-from orchestrator.faults import HangWatchdog, explain_error
+from orchestrator.faults import HangWatchdog, explain_error, repair_experiment_state
 from orchestrator.spec import ExperimentSpec, SpecError
 from search_algs.base import SpaceSearcher
 from search_algs.converters import to_ray_param_space
@@ -310,6 +310,7 @@ def resume(experiment_path: str, verbose: int = 1) -> TuningResult:
     experiment_path = cluster.storage_uri(experiment_path).rstrip("/")
     spec = _load_spec(experiment_path)
     storage_path, run_name = experiment_path.rsplit("/", 1)
+    repair_experiment_state(experiment_path)
     cluster.connect(spec.address)
     tracker = _make_tracker(spec, storage_path, experiment_path, run_name)
     _, param_space = build_searcher(spec)

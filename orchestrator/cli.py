@@ -14,6 +14,7 @@ import os
 import sys
 
 from orchestrator.api import TrialReportError
+from orchestrator.faults import ResumeError
 from orchestrator.spec import ExperimentSpec, SpecError
 from search_algs.errors import SpaceError
 
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                        "--host", args.host, "--port", str(args.port)]
             print(" ".join(command[1:]), flush=True)
             os.execv(command[0], command)
-    except (SpecError, SpaceError, TrialReportError) as exc:
+    except (SpecError, SpaceError, TrialReportError, ResumeError) as exc:
         print(f"tuneorch: error: {exc}", file=sys.stderr)
         return 2
     return 0

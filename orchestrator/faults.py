@@ -16,6 +16,7 @@ say *why* a worker vanished. This module adds both:
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from typing import Any
@@ -111,3 +112,66 @@ def explain_error(message: str | None, hung_reason: str | None = None) -> str | 
         if pattern.search(message):
             return explanation
     return None
+
+
+class ResumeError(RuntimeError):
+    """An experiment cannot be resumed as it is; the message says what to do."""
+
+
+STATE_PATTERN = "experiment_state-*.json"
+
+
+def repair_experiment_state(experiment_path: str, ray_temp_roots: list[str] | None = None) -> str | None:
+    """Make the newest Tune experiment snapshot readable before a resume; return the path of the
+    intact copy used, or ``None`` when nothing needed repair.
+
+    Tune rewrites ``experiment_state-<session>.json`` in place, first in the driver's staging
+    folder (under Ray's session directory) and then by copying it into the experiment folder.
+    A driver killed during the copy leaves the experiment folder's file cut off, and a resume
+    from it would not know which trials had finished. The staging copy is then intact (it was
+    complete before the copy began), so it is put back. Local experiment folders only.
+    """
+    import glob
+    import shutil
+    import tempfile
+
+    if "://" in experiment_path and not experiment_path.startswith("file://"):
+        return None
+    folder = experiment_path.removeprefix("file://")
+    snapshots = sorted(glob.glob(os.path.join(folder, STATE_PATTERN)))
+    if not snapshots or _is_json(snapshots[-1]):
+        return None
+    newest = snapshots[-1]
+    roots = ray_temp_roots or list(dict.fromkeys(
+        p for p in (os.environ.get("RAY_TMPDIR"), "/tmp/ray", os.path.join(tempfile.gettempdir(), "ray")) if p))
+    name = os.path.basename(folder.rstrip("/"))
+    copies = [c for root in roots for c in glob.glob(os.path.join(
+        glob.escape(root), "session_*", "artifacts", "*", glob.escape(name), "driver_artifacts",
+        os.path.basename(newest)))]
+    copies = sorted((c for c in copies if _is_json(c)), key=os.path.getmtime)
+    if not copies:
+        older = f" the previous snapshot {os.path.basename(snapshots[-2])} (trials since then run again)," \
+            if len(snapshots) > 1 else ""
+        raise ResumeError(
+            f"resume: {newest} was cut off when the driver died while writing it, and no intact copy "
+            f"is left in Ray's session folders ({', '.join(roots)}); to resume from{older or ' scratch'} "
+            f"delete that file and run the resume again"
+        )
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".repair-")
+    os.close(fd)
+    shutil.copyfile(copies[-1], tmp)
+    os.replace(tmp, newest)
+    logger.warning("resume: %s was cut off by the crash; restored it from Tune's staging copy %s",
+                   newest, copies[-1])
+    return copies[-1]
+
+
+def _is_json(path: str) -> bool:
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            json.load(f)
+        return True
+    except (OSError, ValueError):
+        return False

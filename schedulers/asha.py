@@ -44,6 +44,7 @@ from ray.tune.result import DEFAULT_METRIC, SHOULD_CHECKPOINT
 from ray.tune.schedulers.trial_scheduler import TrialScheduler
 from ray.tune.trainable import FunctionTrainable
 
+from schedulers import _ray_private
 from schedulers._results import MetricTypeError, MissingMetricError, result_number, user_keys
 from schedulers.core.asha import (ASHA, MODES, Action, ASHAConfigError, ASHAStateError, Status,
                                   validate_options)
@@ -109,6 +110,7 @@ class ASHAScheduler(TrialScheduler):
         self._loaded = False  # the state file was looked for in this process
         self._saved_version: int | None = None
         self._warned_old_checkpoint = False
+        self._staging_checked = False  # drop_staged_copy looked for a stale copy in this process
         if variant == "promotion":
             # A pause must happen on the report that reached the rung, with its checkpoint.
             self._supports_buffered_results = False
@@ -152,6 +154,12 @@ class ASHAScheduler(TrialScheduler):
         return True
 
     def on_trial_add(self, tune_controller: "TuneController", trial: Trial) -> None:
+        if not self._staging_checked and self._state_path is not None:
+            # A restore staged a copy of our state file that Tune would upload over the live one
+            # at every experiment snapshot (a second resume would then lose decisions).
+            self._staging_checked = True
+            if _ray_private.drop_staged_copy(trial, self._state_path):
+                logger.debug("ASHAScheduler: removed the stale copy of %s staged by the restore", self._state_path)
         core = self._ensure_core(trial)
         tid = trial.trial_id
         core.add(tid)
@@ -323,6 +331,7 @@ class ASHAScheduler(TrialScheduler):
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_loaded"] = False  # a copy (e.g. from tuner.pkl) re-reads the state file
+        state["_staging_checked"] = False
         state["_saved_version"] = None
         return state
 

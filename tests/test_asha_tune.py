@@ -462,3 +462,25 @@ def test_tuner_restore_makes_the_same_decisions(ray_local, tmp_path):
         assert bool(ran_on) == after["trials"][tid]["rungs"][str(k)]["promoted"], tid
     statuses = [st["status"] for st in after["trials"].values()]
     assert set(statuses) <= {"finished", "stopped"} and "finished" in statuses
+
+
+def test_a_restores_staged_copy_of_the_state_file_is_dropped(tmp_path):
+    """Tune's restore copies the experiment folder's *.json into its staging folder and uploads
+    them back at every snapshot: the stale copy of our state file must go, once."""
+    class Storage:
+        experiment_driver_staging_path = str(tmp_path / "staging")
+
+    (tmp_path / "staging").mkdir()
+    live = tmp_path / "asha-state.json"
+    stale = tmp_path / "staging" / "asha-state.json"
+    stale.write_text("{}")
+    s = sched(state_path=str(live))
+    trial = FakeTrial("a")
+    trial.storage = Storage()
+    s.on_trial_add(None, trial)
+    assert not stale.exists() and live.exists()
+    stale.write_text("{}")  # checked once per process: later trials leave the folder alone
+    other = FakeTrial("b")
+    other.storage = Storage()
+    s.on_trial_add(None, other)
+    assert stale.exists()

@@ -135,3 +135,29 @@ def test_ctrl_c_stops_gracefully_and_says_how_to_resume(ray_local, tmp_path):
     result = orchestrator.resume(str(experiment), verbose=0)
     assert len(result.trials) == 6 and (result.trials["status"] == "TERMINATED").all()
     assert not result.interrupted
+
+
+def test_a_snapshot_cut_off_by_the_crash_is_repaired_from_tunes_staging_copy(ray_local, tmp_path):
+    from orchestrator.faults import ResumeError, repair_experiment_state
+
+    log_dir = tmp_path / "markers"
+    log_dir.mkdir()
+    first = orchestrator.tune(slow_steps, {"x": Float(0.0, 1.0), "log_dir": str(log_dir)}, metric="loss",
+                              mode="min", num_samples=2, max_concurrent=2, resources={"cpu": 0.5}, seed=1,
+                              storage_path=str(tmp_path / "runs"), tracking_uri="", name="cut-off", verbose=0)
+    before = markers(log_dir)
+    (snapshot,) = pathlib.Path(first.experiment_path).glob("experiment_state-*.json")
+    whole = snapshot.read_bytes()
+    snapshot.write_bytes(whole[: len(whole) // 2])  # the driver died while Tune copied it here
+
+    result = orchestrator.resume(first.experiment_path, verbose=0)
+    assert snapshot.read_bytes() == whole
+    assert (result.trials["status"] == "TERMINATED").all() and len(result.trials) == 2
+    assert markers(log_dir) == before  # nothing was trained again
+
+    # Without an intact copy anywhere: a clear refusal, not a silent start from scratch.
+    newest = max(pathlib.Path(first.experiment_path).glob("experiment_state-*.json"))  # the resume's own
+    newest.write_bytes(newest.read_bytes()[:100])
+    with pytest.raises(ResumeError, match=r"was cut off when the driver died.*delete that file"):
+        repair_experiment_state(first.experiment_path, ray_temp_roots=[str(tmp_path / "no-ray-here")])
+    assert repair_experiment_state(str(tmp_path)) is None  # no snapshot: nothing to repair
