@@ -22,10 +22,10 @@ Optimisers (see :data:`OPTIMIZERS` and :func:`optimizer_specs`):
   inputs in the unit cube) fitted by ``fit_gpytorch_mll``, then ``qLogNoisyExpectedImprovement``
   (``prune_baseline=True``; ``optimize_acqf`` with 10 restarts, 512 raw samples) or one-shot
   ``qKnowledgeGradient`` (16 fantasies; 4 restarts, 128 raw samples: BoTorch's defaults of 64
-  fantasies cost ~15 s per suggestion here). Initial design: ``2 (d + 1)`` scrambled Sobol
-  points. Integer/stepped parameters are optimised as continuous and rounded to the grid
-  (the usual relaxation); spaces with a categorical (and so every conditional space) are
-  skipped: BoTorch has no categorical kernel in these standard settings.
+  fantasies cost ~15 s per suggestion here; ``botorch-qkg64``, run only when named, has them).
+  Initial design: ``2 (d + 1)`` scrambled Sobol points. Integer/stepped parameters are optimised
+  as continuous and rounded to the grid (the usual relaxation); spaces with a categorical (and so
+  every conditional space) are skipped: BoTorch has no categorical kernel in these standard settings.
 * ``ray-hyperopt``, ``ray-optuna``: Ray Tune's own ``HyperOptSearch`` / ``OptunaSearch``
   wrappers (non-conditional spaces), to show what Ray's adapters cost.
 
@@ -367,7 +367,7 @@ class OptunaOptimizer(Optimizer):
 class BoTorchOptimizer(Optimizer):
     """Textbook BoTorch loop on the unit cube of our space (see the module docstring)."""
 
-    def __init__(self, space: Space, seed: int, acquisition: str):
+    def __init__(self, space: Space, seed: int, acquisition: str, num_fantasies: int = 16):
         if any(p.is_categorical for p in space.params):
             raise ValueError("BoTorch adapters skip spaces with categorical parameters")
         if acquisition not in ("qlognei", "qkg"):
@@ -376,6 +376,7 @@ class BoTorchOptimizer(Optimizer):
 
         self.space = space
         self.acquisition = acquisition
+        self.num_fantasies = int(num_fantasies)
         self.rng = np.random.default_rng(seed)
         self.d = space.dim
         self.n_init = 2 * (self.d + 1)
@@ -418,7 +419,7 @@ class BoTorchOptimizer(Optimizer):
                 acq = qLogNoisyExpectedImprovement(model=model, X_baseline=X, prune_baseline=True)
                 cand, _ = optimize_acqf(acq, bounds=bounds, q=1, num_restarts=10, raw_samples=512)
             else:
-                acq = qKnowledgeGradient(model, num_fantasies=16)
+                acq = qKnowledgeGradient(model, num_fantasies=self.num_fantasies)
                 cand, _ = optimize_acqf(acq, bounds=bounds, q=1, num_restarts=4, raw_samples=128)
         return cand.detach().numpy().reshape(self.d)
 
@@ -503,6 +504,11 @@ PEERS: dict[str, OptimizerSpec] = {
         "botorch-qkg", "peer", lambda s, seed: BoTorchOptimizer(s, seed, "qkg"),
         ("botorch", "gpytorch", "torch"), ("botorch", "gpytorch", "torch"), False,
         "BoTorch SingleTaskGP + one-shot qKnowledgeGradient (16 fantasies)", _refuse_categorical),
+    "botorch-qkg64": OptimizerSpec(
+        "botorch-qkg64", "peer", lambda s, seed: BoTorchOptimizer(s, seed, "qkg", num_fantasies=64),
+        ("botorch", "gpytorch", "torch"), ("botorch", "gpytorch", "torch"), False,
+        "BoTorch SingleTaskGP + one-shot qKnowledgeGradient, BoTorch's default 64 fantasies "
+        "(4 restarts, 128 raw samples; only when named)", _refuse_categorical, in_tiers=False),
     "ray-hyperopt": OptimizerSpec(
         "ray-hyperopt", "peer", _build_ray_wrapper("hyperopt"), ("ray", "hyperopt"), ("ray", "hyperopt"), False,
         "Ray Tune's HyperOptSearch wrapper (hyperopt TPE)", _refuse_conditional),

@@ -117,6 +117,43 @@ def test_ml_task_is_a_deterministic_cv_error():
     assert 0.0 <= e < 0.1 and p.value(c) == e
 
 
+@pytest.mark.parametrize("name", ["bbob_f17_d5_noise1", "bbob_f21_d5_noise1"])
+def test_noisy_bbob_is_seeded_and_keeps_the_noise_free_value(name):
+    _need("cocoex", "coco-experiment")
+    p, clean = get_problem(name), get_problem(name.rsplit("_noise", 1)[0])
+    assert name in problem_names() and p.noisy and p.noise_std == 1.0 and "noisy" in p.tags
+    assert p.optimum == clean.optimum
+    config = p.space.to_config(p.space.sample_flat(np.random.default_rng(8)))
+    obs = [p.evaluate(config, np.random.default_rng([9, i])) for i in range(300)]
+    assert all(t == clean.value(config) for _, t in obs)  # the TRUE value is the noise-free BBOB value
+    assert 0.85 < np.std([o - t for o, t in obs]) < 1.15
+    assert p.evaluate(config, np.random.default_rng(3)) == p.evaluate(config, np.random.default_rng(3))
+    assert p.evaluate(config, np.random.default_rng(3)) != p.evaluate(config, np.random.default_rng(4))
+    assert get_problem("bbob_f21_d5_noise0.25").noise_std == 0.25  # any std by name
+
+
+def test_noisy_ml_task_observes_one_real_split_and_its_truth_is_the_mean():
+    _need("sklearn", "scikit-learn")
+    from benchmarks.problems import SVM_SPLITS
+
+    p = get_problem("svm_breast_cancer_splits")
+    assert p.noisy and p.optimum is None and "svm_breast_cancer_splits" in problem_names()
+    c = {"C": 10.0, "gamma": 0.01}
+    errors = p.split_errors(c)
+    assert errors.shape == (SVM_SPLITS,) and errors.std() > 0  # different splits, different errors
+    assert p.value(c) == pytest.approx(errors.mean()) and 0.0 <= p.value(c) < 0.1
+    seen = set()
+    for i in range(60):
+        observed, true = p.evaluate(c, np.random.default_rng([10, i]))
+        assert observed in errors and true == pytest.approx(errors.mean())
+        seen.add(observed)
+    assert len(seen) > 1  # the split is drawn per evaluation
+    assert p.evaluate(c, np.random.default_rng(3)) == p.evaluate(c, np.random.default_rng(3))
+    # the harness recommends on it: a noisy problem's incumbent is the TRUE value at the recommendation
+    value, source = harness.incumbent_true(p, [0.5, 0.1], [0.5, 0.1], [], 2, {"C": 10.0, "gamma": 0.01})
+    assert source == "optimizer" and value == pytest.approx(errors.mean())
+
+
 def test_learning_curve_is_per_epoch_and_seeded():
     _need("torch", "torch")
     p = get_problem("mlp_digits")
