@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     pbt.add_argument("--schedulers", default="ours,ray,ours-sync,ray-sync,fifo",
                      help="comma-separated: ours, ray, ours-sync, ray-sync, fifo")
     pbt.add_argument("--seeds", type=_positive, default=5)
+    pbt.add_argument("--first-seed", type=int, default=0, help="digits: run seeds first-seed .. first-seed + seeds - 1")
     pbt.add_argument("--steps", type=_positive, default=80, help="training steps of each member")
     pbt.add_argument("--population", type=_positive, default=4, help="members (even: the paper's two, repeated)")
     pbt.add_argument("--interval", type=_positive, help="steps between exploit/explore decisions "
@@ -250,7 +251,8 @@ def _pbt(args, command: str) -> int:
         if args.problem == "digits":
             data = pbt.run_digits_benchmark(command, seeds=args.seeds, epochs=args.epochs, size=args.population,
                                             interval=args.interval or 3,
-                                            num_cpus=args.cpus, time_limit_s=args.time_limit)
+                                            num_cpus=args.cpus, time_limit_s=args.time_limit,
+                                            first_seed=args.first_seed)
         else:
             data = pbt.run_benchmark(command, seeds=args.seeds, schedulers=_names(args.schedulers) or [],
                                      steps=args.steps, size=args.population, interval=args.interval or 4,

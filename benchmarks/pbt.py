@@ -331,15 +331,82 @@ DIGITS_DESCRIPTIONS = {
     "pbt": "schedulers.pbt.PBTScheduler: exploit/explore lr and momentum every `interval` epochs",
     "fixed": "FIFO: each member keeps its initial config; the best of them is the best fixed trial",
 }
+DIGITS_VAL_FRACTION = 0.4  # of the images held out of training: half validation, half test
 
 
 def digits_template(seed: int, epochs: int) -> dict:
-    """``examples.digits_mlp.train_digits``'s space: ``lr`` and ``momentum`` tuned (and
-    explored by PBT); the architecture, batch size, epochs and trial seed are constants."""
+    """The digits MLP's space: ``lr`` and ``momentum`` tuned (and explored by PBT); the
+    architecture, batch size, epochs and trial seed are constants."""
     from search_algs.space import Float
 
     return {"lr": Float(1e-3, 0.3, log=True), "momentum": Float(0.0, 0.95), "hidden": 64, "layers": 2,
             "dropout": 0.0, "batch_size": 64, "epochs": int(epochs), "seed": int(seed)}
+
+
+def digits_splits(val_fraction: float = DIGITS_VAL_FRACTION):
+    """``(train, val, test)`` of the digits images: ``examples.digits_mlp.load_digits_split``'s
+    fixed shuffle and standardisation, its held-out part cut in two: the first half validates
+    (PBT and the choice of the best member see it), the second is a test set nobody selects on."""
+    from examples.digits_mlp import load_digits_split
+
+    train, (x, y) = load_digits_split(val_fraction=val_fraction)
+    half = len(x) // 2
+    return train, (x[:half], y[:half]), (x[half:], y[half:])
+
+
+def digits_trainable(config: dict) -> None:
+    """``examples.digits_mlp.train_digits`` (same model, SGD, batches, checkpoint and resume,
+    lr and momentum read from ``config`` after restoring) on :func:`digits_splits`: it also
+    reports ``test_loss`` and ``test_accuracy`` on the test half, and the ``lr`` and
+    ``momentum`` the epoch was trained with."""
+    import torch
+    from ray import tune
+    from torch import nn
+
+    from examples.digits_mlp import build_model
+
+    torch.set_num_threads(1)
+    seed = int(config.get("seed", 0))
+    torch.manual_seed(seed)
+    (xt, yt), (xv, yv), (xs, ys) = [tuple(map(torch.from_numpy, part)) for part in digits_splits()]
+    model = build_model(int(config["hidden"]), int(config.get("layers", 2)), float(config.get("dropout", 0.0)))
+    lr, momentum = float(config["lr"]), float(config.get("momentum", 0.9))
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    loss_fn = nn.CrossEntropyLoss()
+    epochs, batch_size = int(config.get("epochs", 10)), int(config.get("batch_size", 64))
+    generator = torch.Generator().manual_seed(seed)
+    start = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            state = torch.load(os.path.join(d, "state.pt"), map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        for group in optimizer.param_groups:  # PBT may have changed lr/momentum: the config wins
+            group["lr"], group["momentum"] = lr, momentum
+        generator.set_state(state["generator"])
+        start = state["epoch"]
+    for epoch in range(start, epochs):
+        model.train()
+        order = torch.randperm(len(xt), generator=generator)
+        for i in range(0, len(order), batch_size):
+            idx = order[i:i + batch_size]
+            optimizer.zero_grad()
+            loss_fn(model(xt[idx]), yt[idx]).backward()
+            optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            lv, ls = model(xv), model(xs)
+            metrics = {"val_loss": float(loss_fn(lv, yv)), "val_accuracy": float((lv.argmax(1) == yv).float().mean()),
+                       "test_loss": float(loss_fn(ls, ys)), "test_accuracy": float((ls.argmax(1) == ys).float().mean()),
+                       "lr": lr, "momentum": momentum, "epoch": epoch + 1}
+        with tempfile.TemporaryDirectory() as d:
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "generator": generator.get_state(), "epoch": epoch + 1}, os.path.join(d, "state.pt"))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+DIGITS_FIELDS = ("val_loss", "val_accuracy", "test_loss", "test_accuracy", "lr", "momentum")
 
 
 def _digits_recorder():
@@ -347,46 +414,50 @@ def _digits_recorder():
 
     class Recorder(Callback):
         def __init__(self):
-            self.events: list = []
+            self.events: list = []  # [trial_id, training_iteration, *DIGITS_FIELDS]
             self.configs: dict = {}
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             self.configs.setdefault(trial.trial_id, {k: trial.config[k] for k in ("lr", "momentum")})
-            self.events.append([trial.trial_id, int(result["training_iteration"]),
-                                float(result["val_loss"]), float(result["val_accuracy"])])
+            self.events.append([trial.trial_id, int(result["training_iteration"])]
+                               + [float(result[k]) for k in DIGITS_FIELDS])
 
     return Recorder()
 
 
 def run_digits_one(scheduler: str, seed: int, epochs: int = 12, size: int = 4, interval: int = 3,
                    num_cpus: int = 2, time_limit_s: float = 600.0, log: Callable[[str], None] = print) -> dict:
-    """``size`` members of ``train_digits`` for ``epochs`` epochs: under PBT, or fixed (FIFO).
-    The initial configs come from our ``RandomSearch`` seeded with ``seed``: both schedulers of
-    one seed start from the same ``size`` configs (recorded)."""
+    """``size`` members of :func:`digits_trainable` for ``epochs`` epochs: under PBT, or fixed
+    (FIFO). The initial configs come from our ``RandomSearch`` seeded with ``seed``: both
+    schedulers of one seed start from the same ``size`` configs (recorded). PBT (asynchronous,
+    as in Jaderberg et al. 2017) ranks by ``val_loss`` every ``interval`` epochs: the bottom 25%
+    clone a top-25% member and perturb its lr and momentum by 0.8 or 1.2 (resampled from the
+    space with probability 0.25). For PBT the replayable config schedule of the member that
+    ends best is recorded (``schedule``: ``[[t, lr, momentum], ...]``)."""
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback
     from ray.tune.search import ConcurrencyLimiter
 
-    from examples.digits_mlp import train_digits
     from search_algs.random_search import RandomSearch
 
     if scheduler not in DIGITS_SCHEDULERS:
         raise KeyError(f"unknown scheduler {scheduler!r}; known: {', '.join(DIGITS_SCHEDULERS)}")
     recorder = _digits_recorder()
     run = {"scheduler": scheduler, "seed": seed, "events": [], "configs": {}, "exploits": 0,
-           "wall_s": 0.0, "error": None}
+           "wall_s": 0.0, "error": None, "schedule": None}
     sched = None
     if scheduler == "pbt":
         from schedulers.pbt import PBTScheduler
 
         sched = PBTScheduler(metric="val_loss", mode="min", perturbation_interval=interval,
+                             quantile_fraction=0.25, resample_probability=0.25, perturbation_factors=(0.8, 1.2),
                              mutable=["lr", "momentum"], seed=seed)
     searcher = RandomSearch(space=digits_template(seed, epochs), metric="val_loss", mode="min", seed=seed)
     t0 = time.perf_counter()
     try:
         with _json_logger_only(), tempfile.TemporaryDirectory(prefix="bench-pbt-digits-") as storage:
             tuner = tune.Tuner(
-                tune.with_resources(train_digits, {"cpu": num_cpus / size}),
+                tune.with_resources(digits_trainable, {"cpu": num_cpus / size}),
                 tune_config=tune.TuneConfig(metric="val_loss", mode="min", num_samples=size,
                                             search_alg=ConcurrencyLimiter(searcher, max_concurrent=size),
                                             scheduler=sched, reuse_actors=True, time_budget_s=time_limit_s),
@@ -408,22 +479,46 @@ def run_digits_one(scheduler: str, seed: int, epochs: int = 12, size: int = 4, i
     if sched is not None:
         try:
             run["exploits"] = len(sched.lineage())
-        except ValueError:
+            best = digits_best_member(run["events"])
+            if best is not None:
+                run["schedule"] = [[t, float(c["lr"]), float(c["momentum"])]
+                                   for t, c in sched.config_schedule(best)]
+        except (ValueError, KeyError):
             pass
     return run
 
 
+def _last_rows(events: Sequence) -> dict:
+    """Each member's last event, its ``val_loss`` NaN -> inf."""
+    last: dict = {}
+    for ev in events:
+        last[ev[0]] = [ev[0], ev[1], math.inf if math.isnan(ev[2]) else ev[2], *ev[3:]]
+    return last
+
+
+def digits_best_member(events: Sequence) -> str | None:
+    """The trial id of the member with the lowest last ``val_loss`` (the one a user picks)."""
+    last = _last_rows(events)
+    return min(last, key=lambda tid: last[tid][2]) if last else None
+
+
 def digits_final(events: Sequence) -> tuple[float, float]:
     """``(val_loss, val_accuracy)`` of the member with the lowest last ``val_loss``."""
-    last: dict[str, tuple[float, float]] = {}
-    for tid, _, loss, acc in events:
-        last[tid] = (math.inf if math.isnan(loss) else loss, acc)
-    return min(last.values()) if last else (math.inf, math.nan)
+    best = digits_best_member(events)
+    return tuple(_last_rows(events)[best][2:4]) if best is not None else (math.inf, math.nan)
+
+
+def digits_final_test(events: Sequence) -> tuple[float, float]:
+    """``(test_loss, test_accuracy)`` of that member (NaN when the events carry no test metrics)."""
+    best = digits_best_member(events)
+    row = _last_rows(events)[best] if best is not None else []
+    return (float(row[4]), float(row[5])) if len(row) >= 6 else (math.nan, math.nan)
 
 
 def run_digits_benchmark(command: str, seeds: int = 5, epochs: int = 12, size: int = 4, interval: int = 3,
                          num_cpus: int = 2, time_limit_s: float = 600.0,
-                         log: Callable[[str], None] = print) -> dict:
+                         log: Callable[[str], None] = print, first_seed: int = 0) -> dict:
+    """Seeds ``first_seed .. first_seed + seeds - 1``, each: PBT and fixed from the same configs."""
     from benchmarks import peers, runner
     from benchmarks.tune_mode import local_ray
 
@@ -434,29 +529,88 @@ def run_digits_benchmark(command: str, seeds: int = 5, epochs: int = 12, size: i
             "command": command, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "machine": runner.machine(), "git": runner.git_revision(),
             "versions": peers.versions(("ray", "torch", "numpy", "scikit-learn")),
-            "seeds": seeds, "epochs": epochs, "population": size, "interval": interval, "num_cpus": num_cpus,
+            "seeds": seeds, "first_seed": first_seed, "epochs": epochs, "population": size,
+            "interval": interval, "num_cpus": num_cpus,
+            "split": {"val_fraction_held_out": DIGITS_VAL_FRACTION, "test": "second half of the held-out part"},
             "schedulers": list(DIGITS_SCHEDULERS), "descriptions": dict(DIGITS_DESCRIPTIONS),
             "time_limit_s": time_limit_s, "load_avg_start": _loadavg(),
         },
         "runs": [],
     }
     with local_ray(num_cpus):
-        for seed in range(seeds):
+        for seed in range(first_seed, first_seed + seeds):
             order = list(DIGITS_SCHEDULERS)[seed % 2:] + list(DIGITS_SCHEDULERS)[:seed % 2]
             for s in order:
                 run = run_digits_one(s, seed, epochs, size, interval, num_cpus, time_limit_s, log)
                 data["runs"].append(run)
                 loss, acc = digits_final(run["events"])
+                test_loss, test_acc = digits_final_test(run["events"])
                 log(f"digits {s:>5} seed {seed}: {len(run['events']):3d} epochs, {run['exploits']:2d} exploits, "
-                    f"best final val_loss {loss:.4f} (accuracy {acc:.4f}), {run['wall_s']:5.1f} s"
+                    f"best final val_loss {loss:.4f} (accuracy {acc:.4f}), its test_loss {test_loss:.4f} "
+                    f"(accuracy {test_acc:.4f}), {run['wall_s']:5.1f} s"
                     + (f"  ({run['error']})" if run["error"] else ""))
     data["meta"]["load_avg_end"] = _loadavg()
     data["meta"]["wall_s"] = time.perf_counter() - t_start
     return data
 
 
+def _schedule_text(schedule: Sequence | None) -> str:
+    """``lr`` over epochs of a config schedule, e.g. ``0.052 (0-) 0.042 (6-)``."""
+    if not schedule:
+        return ""
+    return " ".join(f"{lr:.3g}@{t:g}" for t, lr, _ in schedule)
+
+
+def render_digits_held_out(data: Mapping) -> str:
+    """The table of a run with a test split (events carry test metrics, learning rates)."""
+    meta = data["meta"]
+    runs = {(r["scheduler"], r["seed"]): r for r in data["runs"]}
+    n, e = meta["population"], meta["epochs"]
+    out = [f"## {meta['title']}", "",
+           f"- command: `{meta['command']}`",
+           f"- date: {meta['date']}; wall time {meta.get('wall_s', 0):.0f} s; load average "
+           f"{meta.get('load_avg_start')} -> {meta.get('load_avg_end')}",
+           f"- machine: {meta['machine']}; code: {meta['git']}",
+           "- versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
+           f"- `benchmarks.pbt.digits_trainable` (the digits MLP: hidden 64, 2 layers, batch 64, SGD), "
+           f"train 60% / validation 20% / test 20% of the images; population {n} x {e} epochs (budget "
+           f"{n * e} epochs); lr log[1e-3, 0.3] and momentum [0, 0.95] from our seeded RandomSearch (the "
+           f"same {n} initial configs for both); PBT (asynchronous) ranks on val_loss and exploits/explores "
+           f"lr and momentum every {meta['interval']} epochs (quantile 0.25, factors 0.8/1.2, resample 0.25); "
+           f"{meta['seeds']} seeds",
+           "- value: the member with the lowest last `val_loss` (what a user would pick); its `val_loss`, and "
+           "its `test_loss` / `test_accuracy` on the test split that neither PBT nor the choice saw", "",
+           "| seed | val_loss PBT | val_loss fixed | test_loss PBT | test_loss fixed | test acc. PBT | test acc. "
+           "fixed | exploits | epochs PBT | PBT winner's lr schedule (lr@epoch) |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    rv, rt, wins_v, wins_t = [], [], 0, 0
+    for seed in sorted({r["seed"] for r in data["runs"]}):
+        p, f = runs.get(("pbt", seed)), runs.get(("fixed", seed))
+        if p is None or f is None:
+            continue
+        (pl, _), (fl, _) = digits_final(p["events"]), digits_final(f["events"])
+        (ptl, pta), (ftl, fta) = digits_final_test(p["events"]), digits_final_test(f["events"])
+        bad = p["error"] or f["error"]
+        if not bad:
+            rv.append(pl / fl)
+            rt.append(ptl / ftl)
+            wins_v += pl < fl
+            wins_t += ptl < ftl
+        out.append(f"| {seed} | {pl:.4f} | {fl:.4f} | {ptl:.4f} | {ftl:.4f} | {pta:.4f} | {fta:.4f} | "
+                   f"{p['exploits']} | {len(p['events'])} | {_schedule_text(p.get('schedule'))} |"
+                   + (f" error: {bad}" if bad else ""))
+    if rv:
+        out += ["", f"PBT / best fixed, val_loss: median {statistics.median(rv):.3f} (min {min(rv):.3f}, max "
+                    f"{max(rv):.3f}), PBT lower in {wins_v} of {len(rv)} seeds; test_loss: median "
+                    f"{statistics.median(rt):.3f} (min {min(rt):.3f}, max {max(rt):.3f}), PBT lower in {wins_t} "
+                    f"of {len(rt)} seeds."]
+    return "\n".join(out)
+
+
 def render_digits(data: Mapping) -> str:
     meta = data["meta"]
+    if "split" in meta:
+        return render_digits_held_out(data)
     runs = {(r["scheduler"], r["seed"]): r for r in data["runs"]}
     out = [f"## {meta['title']}", "",
            f"- command: `{meta['command']}`",

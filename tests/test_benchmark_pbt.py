@@ -94,3 +94,27 @@ def test_digits_final_value_and_render_from_raw_runs():
     assert "median 0.800" in md and "PBT lower in 1 of 1 seeds" in md and "error: boom" in md
     with pytest.raises(KeyError):
         P.run_digits_one("hyperband", 0)
+
+
+def test_digits_held_out_value_schedule_and_render():
+    # [trial, epoch, val_loss, val_acc, test_loss, test_acc, lr, momentum]
+    ev = [["a", 1, 0.9, 0.7, 0.95, 0.68, 0.1, 0.5], ["b", 1, 0.8, 0.75, 0.7, 0.8, 0.01, 0.9],
+          ["a", 2, 0.5, 0.9, 0.6, 0.85, 0.08, 0.5], ["b", 2, 0.6, 0.88, 0.4, 0.9, 0.01, 0.9]]
+    assert P.digits_best_member(ev) == "a"  # chosen on validation, not on test
+    assert P.digits_final(ev) == (0.5, 0.9) and P.digits_final_test(ev) == (0.6, 0.85)
+    assert P.digits_final_test([["a", 1, 0.5, 0.9]]) == pytest.approx((math.nan, math.nan), nan_ok=True)
+    assert P.digits_best_member([]) is None
+    train, val, test = P.digits_splits()
+    assert len(val[0]) + len(test[0]) == 718 and len(train[0]) == 1797 - 718
+    meta = {"kind": "pbt-digits", "title": "t", "command": "c", "date": "d", "machine": "m", "git": "g",
+            "versions": {}, "seeds": 1, "epochs": 2, "population": 2, "interval": 1,
+            "split": {"val_fraction_held_out": 0.4}, "schedulers": list(P.DIGITS_SCHEDULERS),
+            "descriptions": P.DIGITS_DESCRIPTIONS}
+    worse = [[t, e, v * 1.25, a, s * 2, sa, lr, m] for t, e, v, a, s, sa, lr, m in ev]
+    runs = [{"scheduler": "pbt", "seed": 0, "events": ev, "configs": {}, "exploits": 1, "wall_s": 1.0,
+             "error": None, "schedule": [[0, 0.1, 0.5], [1, 0.08, 0.5]]},
+            {"scheduler": "fixed", "seed": 0, "events": worse, "configs": {}, "exploits": 0, "wall_s": 1.0,
+             "error": None, "schedule": None}]
+    md = P.render({"meta": meta, "runs": runs})
+    assert "| 0 | 0.5000 | 0.6250 | 0.6000 | 1.2000 | 0.8500 | 0.8500 | 1 | 4 | 0.1@0 0.08@1 |" in md
+    assert "val_loss: median 0.800" in md and "test_loss: median 0.500" in md and "PBT lower in 1 of 1" in md
