@@ -175,13 +175,15 @@ def run_suite(suite: Suite, optimizers: Sequence[str] | None = None, problems: S
     return data
 
 
-def write_results(data: dict, out_dir: str) -> tuple[str, str]:
+def write_results(data: dict, out_dir: str, render=None) -> tuple[str, str]:
+    """``results.json`` (machine-readable) and ``results.md`` (``render(data)``, by default the
+    harness report) in ``out_dir``; every benchmark command writes its results this way."""
     os.makedirs(out_dir, exist_ok=True)
     js, md = os.path.join(out_dir, "results.json"), os.path.join(out_dir, "results.md")
     with open(js, "w") as f:
         json.dump(data, f, separators=(",", ":"), default=float)
     with open(md, "w") as f:
-        f.write(report.render(data) + "\n")
+        f.write((render or report.render)(data) + "\n")
     return js, md
 
 

@@ -786,12 +786,6 @@ def render(data: Mapping) -> str:
 
 
 def write(data: Mapping, out_dir: str) -> tuple[str, str]:
-    import json
+    from benchmarks.runner import write_results
 
-    os.makedirs(out_dir, exist_ok=True)
-    js, md = os.path.join(out_dir, "results.json"), os.path.join(out_dir, "results.md")
-    with open(js, "w") as f:
-        json.dump(data, f, separators=(",", ":"), default=float)
-    with open(md, "w") as f:
-        f.write(render(data) + "\n")
-    return js, md
+    return write_results(data, out_dir, render)

@@ -12,7 +12,7 @@ import time
 from ray import tune
 
 
-def _start_step() -> int:
+def resume_step() -> int:
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         return 0
@@ -20,7 +20,7 @@ def _start_step() -> int:
         return json.load(f)["step"]
 
 
-def _report(config: dict, step: int) -> None:
+def checkpointed_step(config: dict, step: int) -> None:
     """Leave a marker for a step really run, then report it with a checkpoint."""
     with open(os.path.join(config["log_dir"], f"{config['x']:.12f}-{step}"), "w"):
         pass
@@ -43,28 +43,28 @@ def _misbehaves(config: dict, what: str) -> bool:
 
 def hangs(config):
     """Three checkpointed steps; before step 2 it hangs (``times`` times), e.g. a deadlock."""
-    for step in range(_start_step() + 1, 4):
+    for step in range(resume_step() + 1, 4):
         if step == 2 and _misbehaves(config, "hung"):
             time.sleep(3600)
-        _report(config, step)
+        checkpointed_step(config, step)
 
 
 def runs_out_of_memory(config):
     """Before step 2 it asks for an allocation no machine has (a real failed allocation)."""
     import numpy as np
 
-    for step in range(_start_step() + 1, 4):
+    for step in range(resume_step() + 1, 4):
         if step == 2 and _misbehaves(config, "oom"):
             np.ones(2**60, dtype=np.uint8)  # 1 EiB: the allocator refuses -> MemoryError
-        _report(config, step)
+        checkpointed_step(config, step)
 
 
 def loses_its_worker(config):
     """Before step 2 its process is SIGKILLed, as the kernel's OOM killer would do it."""
-    for step in range(_start_step() + 1, 4):
+    for step in range(resume_step() + 1, 4):
         if step == 2 and _misbehaves(config, "killed"):
             os.kill(os.getpid(), signal.SIGKILL)
-        _report(config, step)
+        checkpointed_step(config, step)
 
 
 def counts_trainings(config):

@@ -31,23 +31,14 @@ def slow_steps(config):
 
 def crashes_once(config):
     """Fails at its second step the first time it runs; leaves one marker per step it ran."""
-    start = 0
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            with open(os.path.join(directory, "step.json")) as f:
-                start = json.load(f)["step"]
+    from fault_trainables import checkpointed_step, resume_step
+
     crash_flag = os.path.join(config["log_dir"], f"{config['x']:.12f}-crashed")
-    for step in range(start + 1, 4):
+    for step in range(resume_step() + 1, 4):
         if step == 2 and not os.path.exists(crash_flag):
             open(crash_flag, "w").close()
             raise RuntimeError("simulated node failure")
-        with open(os.path.join(config["log_dir"], f"{config['x']:.12f}-{step}"), "w"):
-            pass
-        with tempfile.TemporaryDirectory() as directory:
-            with open(os.path.join(directory, "step.json"), "w") as f:
-                json.dump({"step": step}, f)
-            tune.report({"loss": config["x"] + 1.0 / step}, checkpoint=tune.Checkpoint.from_directory(directory))
+        checkpointed_step(config, step)
 
 
 def reports_nan_in_a_region(config):
