@@ -82,6 +82,13 @@ class TcpProxy:
         self._threads: list[threading.Thread] = []
         self._socks: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._lose_reply: tuple[bytes, int] = (b"", 0)
+
+    def lose_replies(self, marker: bytes, times: int) -> None:
+        """The next ``times`` requests containing ``marker`` reach the server, but the connection
+        is cut before the reply: what a client sees when a request timed out after the server
+        did the work."""
+        self._lose_reply = (marker, times)
 
     def up(self) -> None:
         self._stop.clear()
@@ -128,6 +135,11 @@ class TcpProxy:
                     if not data:
                         return
                     (b if src is a else a).sendall(data)
+                    marker, times = self._lose_reply
+                    if src is a and times and marker in data:
+                        self._lose_reply = (marker, times - 1)
+                        select.select([b], [], [], 10.0)  # the server has answered: it did the work
+                        return
         except OSError:
             return
         finally:
@@ -271,6 +283,36 @@ def test_start_fails_fast_and_releases_the_outbox_when_the_server_is_down(tmp_pa
         tracker.start()
     assert time.monotonic() - t0 < 15
     OutboxLock(str(tmp_path / "ob")).close()  # not left locked
+
+
+def test_a_retried_create_run_leaves_one_run_per_trial(mlflow_server, tmp_path):
+    # The client's retry (MLFLOW_HTTP_REQUEST_MAX_RETRIES=2, set by start()) re-sends a create_run
+    # whose reply was lost although the server made the run: a second run with the same tags.
+    proxy = TcpProxy(int(mlflow_server.rsplit(":", 1)[1]))
+    proxy.up()
+    proxy.lose_replies(b"/runs/create", times=2)  # the parent's and the first child's
+    try:
+        tracker = MLflowTracking(proxy.uri, "lost-replies", outbox_dir=str(tmp_path / "ob"), linger_s=0.05)
+        parent_id = tracker.start()
+        trials = [_trial(f"t{i}", {"i": i}) for i in range(2)]
+        for t in trials:
+            tracker.on_trial_start(iteration=0, trials=trials, trial=t)
+            _report(tracker, t, 1, loss=1.0)
+            tracker.on_trial_complete(iteration=0, trials=trials, trial=t)
+        tracker.finish({"i": 0}, 1.0, "loss")
+    finally:
+        proxy.down()
+    assert proxy._lose_reply[1] == 0  # both replies were lost, so both creates were retried
+
+    runs = _runs(mlflow_server, "lost-replies")
+    parents = [r for r in runs if PARENT_TAG not in r.data.tags]
+    assert [p.info.run_id for p in parents] == [parent_id]
+    children = [r for r in runs if r.data.tags.get(PARENT_TAG) == parent_id]
+    assert sorted(c.data.tags["trial_id"] for c in children) == ["t0", "t1"], \
+        [(c.info.run_id, c.data.tags.get("trial_id")) for c in runs]
+    for c in children:
+        assert [s for s, _, _ in _history(mlflow_server, c.info.run_id, "loss")] == [1]
+        assert c.info.status == "FINISHED"
 
 
 # ----- sqlite store without a server: replay, PBT, limits, pickling ----------------------------

@@ -60,7 +60,9 @@ from orchestrator.tracking.sender import (
     SenderStats,
     as_metric_value,
     clean_key,
+    create_unique_run,
     is_permanent,
+    runs_tagged,
 )
 
 logger = logging.getLogger(__name__)
@@ -553,8 +555,7 @@ class MLflowTracking(Callback):
         return None
 
     def _parent(self, client: Any, experiment_id: str, run_uid: str) -> tuple[str, bool]:
-        runs = client.search_runs([experiment_id], filter_string=f"tags.`{RUN_UID_TAG}` = '{run_uid}'",
-                                  max_results=2, order_by=["attributes.start_time ASC"])
+        runs = runs_tagged(client, experiment_id, RUN_UID_TAG, run_uid)
         params = {clean_key(k): v for k, v in flatten_params(self.params).items()}
         if runs:
             run = runs[0]
@@ -569,8 +570,7 @@ class MLflowTracking(Callback):
                              {f"resume_params/{k}": v[:MAX_TAG_VALUE_LENGTH] for k, v in changed.items()})
             return run.info.run_id, True
         tags = {clean_key(k): str(v)[:MAX_TAG_VALUE_LENGTH] for k, v in self.tags.items()}
-        tags[RUN_UID_TAG] = run_uid
-        run = client.create_run(experiment_id, run_name=self.run_name, tags=tags)
+        run = create_unique_run(client, experiment_id, RUN_UID_TAG, run_uid, run_name=self.run_name, tags=tags)
         self._log_params(client, run.info.run_id, params, {})
         return run.info.run_id, False
 

@@ -85,6 +85,35 @@ def _quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def runs_tagged(client: Any, experiment_id: str, tag: str, value: str, max_results: int = 10) -> list:
+    """Active runs of the experiment whose ``tag`` equals ``value``, oldest first (ties by run
+    id, so every caller picks the same one)."""
+    found = client.search_runs([experiment_id], filter_string=f"tags.`{tag}` = {_quote(value)}",
+                               max_results=max_results, order_by=["attributes.start_time ASC"])
+    return sorted(found, key=lambda r: (r.info.start_time or 0, r.info.run_id))
+
+
+def create_unique_run(client: Any, experiment_id: str, tag: str, value: str, **create_args: Any) -> Any:
+    """``client.create_run`` for a run identified by ``tag=value``, and exactly one such run.
+
+    MLflow's HTTP client retries a POST that timed out (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``), and
+    a ``create_run`` whose first attempt did commit on the server then makes a second run with the
+    same tags (seen once on a loaded machine: a trial with two child runs). The caller looked the
+    tag up and found nothing before creating, so every run with it now was made by this call and
+    is still empty: keep the oldest, delete the rest.
+    """
+    run = client.create_run(experiment_id, tags={**create_args.pop("tags", {}), tag: value}, **create_args)
+    found = runs_tagged(client, experiment_id, tag, value)
+    if len(found) <= 1:
+        return run
+    keep, extra = found[0], found[1:]
+    for dup in extra:
+        client.delete_run(dup.info.run_id)
+    logger.warning("MLflow made %d runs tagged %s=%s (a retried create_run); kept %s, deleted %s",
+                   len(found), tag, value, keep.info.run_id, [d.info.run_id for d in extra])
+    return keep
+
+
 @dataclass
 class SenderStats:
     records: int = 0          # records applied (re-deliveries included)
@@ -286,12 +315,7 @@ class Sender:
         if child is not None:
             return child
         uid = self.trial_uid(trial)
-        found = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.`{TRIAL_UID_TAG}` = {_quote(uid)}",
-            max_results=10,
-            order_by=["attributes.start_time ASC"],
-        )
+        found = runs_tagged(self.client, self.experiment_id, TRIAL_UID_TAG, uid)
         if found:
             run = found[0]
             if len(found) > 1:
@@ -299,9 +323,9 @@ class Sender:
                                trial, len(found), TRIAL_UID_TAG, uid, run.info.run_id)
             child = _Child(run.info.run_id, run.info.status, dict(run.data.params))
         else:
-            run = self.client.create_run(
-                self.experiment_id, start_time=ts, run_name=clean_key(trial),
-                tags={PARENT_TAG: self.parent_run_id, TRIAL_UID_TAG: uid, TRIAL_ID_TAG: trial},
+            run = create_unique_run(
+                self.client, self.experiment_id, TRIAL_UID_TAG, uid, start_time=ts, run_name=clean_key(trial),
+                tags={PARENT_TAG: self.parent_run_id, TRIAL_ID_TAG: trial},
             )
             self.stats.runs_created += 1
             child = _Child(run.info.run_id, "RUNNING", {})
