@@ -544,6 +544,11 @@ VARIANTS: dict[str, OptimizerSpec] = {
                           "Huang et al. 2006)", core_options={"noisy_acqf": "aei"}),
     "gp-ei-nocap": _variant("gp-ei-nocap", "gp-ei", "GP-EI with max_model_points=None (an exact GP on every "
                             "observation, however many)", core_options={"max_model_points": None}),
+    "kg-wide": _variant("kg-wide", "kg", "KG with decision_set='wide' (the candidate set of every step holds "
+                        "Sobol points, the mean's minimiser and neighbours of the incumbents; the default "
+                        "before C4)", core_options={"decision_set": "wide"}),
+    "kg-observed": _variant("kg-observed", "kg", "KG with decision_set='observed' (candidate set = the "
+                            "evaluated points: KGCP)", core_options={"decision_set": "observed"}),
 }
 
 

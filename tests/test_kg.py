@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import pickle
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -239,7 +240,7 @@ def test_kg_is_largest_where_learning_changes_the_decision():
 FAST = KGOptions(optimize=OptimizeOptions(n_raw=128, n_perturb=32, n_starts=2, maxiter=15, n_local=1, local_rounds=5),
                  mean_optimize=OptimizeOptions(n_raw=64, n_perturb=16, n_starts=1, maxiter=10, n_local=1,
                                                local_rounds=3),
-                 n_sobol=32, n_neighbours=16)
+                 n_sobol=32, n_neighbours=16, decision_set="wide")
 
 
 def _quad(u: np.ndarray) -> float:
@@ -261,6 +262,42 @@ def test_core_is_deterministic_and_state_round_trips():
     X2, losses2 = np.vstack([X, sa.u]), losses + [0.5]
     assert np.array_equal(a.suggest(X2, losses2, rng_a).u, c.suggest(X2, losses2, rng_c).u)
     assert a.suggest(X[:3], [None, None, 1.0], rng_a) is None  # fewer than two usable losses
+
+
+def test_decision_sets_observed_wide_and_alternating():
+    X = np.random.default_rng(1).random((12, 2))
+    losses = [_quad(x) for x in X]
+    pending = np.array([[0.31, 0.29]])
+    sizes = {}
+    for ds in ("wide", "observed"):
+        core = KnowledgeGradient([Dim("continuous")] * 2, replace(FAST, decision_set=ds))
+        s = core.suggest(X, losses, np.random.default_rng(0), pending=pending)
+        assert s.info["decision_set"] == ds and np.isfinite(s.log_kg)
+        sizes[ds] = s.info["n_candidates"]
+    assert sizes["observed"] == 13  # the 12 evaluated points and the running one, nothing else
+    assert sizes["wide"] == 13 + 32 + 1 + 16  # + Sobol, the mean's minimiser, the neighbours
+    core = KnowledgeGradient([Dim("continuous")] * 2, replace(FAST, decision_set="alternate"))
+    seen = [core.suggest(X[:n], losses[:n], np.random.default_rng(0)).info["decision_set"] for n in (10, 11, 12)]
+    assert seen == ["wide", "observed", "wide"]  # by the parity of the finished trials in the model
+    assert KGOptions().decision_set == "alternate"
+
+
+def test_observed_set_cashes_in_a_predicted_improvement():
+    # noiseless 1-D data sloping down to the edge of the data: the posterior mean predicts a better
+    # value just beyond the best point. With the observed set KG(x) >= a(x) - a* > 0 there; with a
+    # set that already holds the mean's minimiser that gain is not counted
+    X = np.array([[0.1], [0.2], [0.3], [0.4], [0.9]])
+    y = np.array([1.0, 0.5, 0.0, -0.5, 1.0])
+    gp = GP(X, y, np.log([0.3, 1.0, 1e-6]), np.zeros(1, dtype=int))
+    grid = np.linspace(0, 1, 201)[:, None]
+    with torch.no_grad():
+        mean = gp.posterior(torch.as_tensor(grid))[0].numpy()
+    u_min = grid[np.argmin(mean)]
+    assert mean.min() < -0.5 and 0.4 < u_min[0] < 0.9
+    observed = LogKG(gp, X).numpy(u_min[None])[0]
+    wide = LogKG(gp, np.vstack([X, u_min[None]])).numpy(u_min[None])[0]
+    assert observed >= math.log(-0.5 - mean.min()) - 1e-9
+    assert wide < observed
 
 
 def test_pending_points_make_concurrent_suggestions_distinct():
@@ -408,6 +445,8 @@ def test_bad_arguments_are_refused_with_the_value():
         KGSearch(space=SPACE, options=GPEIOptions())
     with pytest.raises(ValueError, match="n_sobol.*-3"):
         KGOptions(n_sobol=-3).validate()
+    with pytest.raises(ValueError, match="decision_set.*'all'"):
+        KGOptions(decision_set="all").validate()
 
 
 def test_concurrent_suggestions_differ_in_the_adapter():
