@@ -18,7 +18,7 @@ import time
 import traceback
 import zlib
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -82,28 +82,40 @@ def incumbent_true(problem: Problem, observed: Sequence[float], true: Sequence[f
 
 
 def run_one(problem: Problem, spec: OptimizerSpec, seed: int, budget: int,
-            log: Callable[[str], None] | None = None) -> RunRecord:
-    """One sequential run. An optimiser that raises ends its run with ``error`` set (and the
-    traceback logged); the tables then show the run as failed rather than hiding it."""
-    rec = RunRecord(problem.name, spec.name, seed, budget)
+            log: Callable[[str], None] | None = None, in_flight: int = 1) -> RunRecord:
+    """One run. An optimiser that raises ends its run with ``error`` set (and the traceback
+    logged); the tables then show the run as failed rather than hiding it.
+
+    ``in_flight`` > 1 simulates that many concurrent trials of equal duration without a
+    cluster, as Tune runs them: ``in_flight`` asks first, then each completed trial (oldest
+    first) is told and a new one asked, so every suggestion is made with ``in_flight - 1``
+    trials still pending. Evaluations are counted in completion order. The same seeds and
+    noise draws as a sequential run (``mode`` tells them apart)."""
+    rec = RunRecord(problem.name, spec.name, seed, budget,
+                    mode="sequential" if in_flight == 1 else f"in-flight-K{in_flight}")
     noise, opt_seed = run_seeds(problem.name, seed)
     space = problem.space
     marks = set(checkpoints(budget))
     flats: list[dict] = []
+    running: list[tuple[Any, dict, float]] = []  # (token, flat, ask CPU s), oldest first
+    asked = 0
     wall0, cpu0 = time.perf_counter(), time.process_time()
     try:
         opt: Optimizer = spec.build(space, opt_seed)
         for i in range(1, budget + 1):
-            t0 = time.process_time()
-            token, flat = opt.ask()
-            t1 = time.process_time()
+            while asked < budget and len(running) < in_flight:
+                t0 = time.process_time()
+                token, flat = opt.ask()
+                running.append((token, flat, time.process_time() - t0))
+                asked += 1
+            token, flat, ask_cpu = running.pop(0)
             config = space.to_config(flat)
             space.to_flat(config)  # raises SpaceError if the optimiser left the space
             observed, true = problem.evaluate(config, noise)
             t2 = time.process_time()
             opt.tell(token, observed)
             t3 = time.process_time()
-            rec.ask_cpu.append(t1 - t0)
+            rec.ask_cpu.append(ask_cpu)
             rec.tell_cpu.append(t3 - t2)
             rec.observed.append(observed)
             rec.true.append(true)
@@ -134,14 +146,18 @@ class Skip:
 
 def run_grid(problems: Sequence[Problem], specs: Sequence[OptimizerSpec], seeds: Sequence[int],
              budgets: dict[str, int], log: Callable[[str], None] = print,
-             only: dict[str, Sequence[str]] | None = None) -> tuple[list[RunRecord], list[Skip]]:
+             only: dict[str, Sequence[str]] | None = None,
+             in_flight: int = 1) -> tuple[list[RunRecord], list[Skip]]:
     """Every (problem, optimiser, seed); refused combinations become :class:`Skip` entries.
-    ``only`` limits an optimiser to some problems (an expensive one in a big tier)."""
+    ``only`` limits an optimiser to some problems (an expensive one in a big tier);
+    ``in_flight``: concurrent trials (see :func:`run_one`), for optimisers that take them."""
     records, skips = [], []
     only = only or {}
     for problem in problems:
         for spec in specs:
             reason = spec.missing() or spec.refuses(problem.space)
+            if not reason and in_flight > 1 and not spec.concurrent:
+                reason = "its adapter asks one trial at a time (no concurrent trials)"
             if not reason and spec.name in only and problem.name not in only[spec.name]:
                 reason = f"limited to {', '.join(only[spec.name])} in this tier (cost)"
             if reason:
@@ -150,7 +166,7 @@ def run_grid(problems: Sequence[Problem], specs: Sequence[OptimizerSpec], seeds:
                 continue
             t0 = time.perf_counter()
             for seed in seeds:
-                records.append(run_one(problem, spec, seed, budgets[problem.name], log=log))
+                records.append(run_one(problem, spec, seed, budgets[problem.name], log=log, in_flight=in_flight))
             done = [r for r in records[-len(seeds):]]
             failed = sum(r.error is not None for r in done)
             log(f"{problem.name:>20} {spec.name:>16}: {len(seeds)} seeds x {budgets[problem.name]} evals "

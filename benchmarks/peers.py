@@ -467,6 +467,7 @@ class OptimizerSpec:
     description: str
     refuses: Callable[[Space], str | None] = lambda space: None
     in_tiers: bool = True  # False: runs only when named (--optimizers), never by default in a tier
+    concurrent: bool = False  # takes several asks before their tells (the harness's in-flight mode)
 
     def missing(self) -> str | None:
         """Why it cannot run here (a missing package), or ``None``."""
@@ -524,7 +525,7 @@ def ours() -> dict[str, OptimizerSpec]:
 
     return {
         name: OptimizerSpec(name, "ours", _build_ours(name), ("ray",), ("ray",), True,
-                            f"ours: {SEARCHERS[name]} via the Ray Searcher interface")
+                            f"ours: {SEARCHERS[name]} via the Ray Searcher interface", concurrent=True)
         for name in SEARCHERS
     }
 
@@ -532,7 +533,7 @@ def ours() -> dict[str, OptimizerSpec]:
 def _variant(name: str, base: str, description: str, core_options: dict | None = None,
              **kwargs: Any) -> OptimizerSpec:
     return OptimizerSpec(name, "ours", _build_ours(base, core_options, **kwargs), ("ray",), ("ray",), True,
-                         f"ours (ablation, only when named): {description}", in_tiers=False)
+                         f"ours (ablation, only when named): {description}", in_tiers=False, concurrent=True)
 
 
 # Ablations of our searchers with one option switched: benchmark-only names (not in the
@@ -542,6 +543,14 @@ VARIANTS: dict[str, OptimizerSpec] = {
                             "recommendation = best observed)", noise="none"),
     "gp-ei-aei": _variant("gp-ei-aei", "gp-ei", "GP-EI with noisy_acqf='aei' (when noisy: augmented EI, "
                           "Huang et al. 2006)", core_options={"noisy_acqf": "aei"}),
+    "gp-ei-nei": _variant("gp-ei-nei", "gp-ei", "GP-EI with noisy_acqf='nei' (when noisy: NEI of Letham "
+                          "et al. 2019)", core_options={"noisy_acqf": "nei"}),
+    "gp-ei-nei-sobol": _variant("gp-ei-nei-sobol", "gp-ei", "GP-EI with noisy_acqf='nei' and Sobol start-up",
+                                core_options={"noisy_acqf": "nei"}, startup_design="sobol"),
+    "gp-ei-sobol": _variant("gp-ei-sobol", "gp-ei", "GP-EI with startup_design='sobol' (scrambled-Sobol "
+                            "start-up points)", startup_design="sobol"),
+    "gp-ei-random": _variant("gp-ei-random", "gp-ei", "GP-EI with startup_design='random' (uniform "
+                             "start-up points)", startup_design="random"),
     "gp-ei-nocap": _variant("gp-ei-nocap", "gp-ei", "GP-EI with max_model_points=None (an exact GP on every "
                             "observation, however many)", core_options={"max_model_points": None}),
     "kg-wide": _variant("kg-wide", "kg", "KG with decision_set='wide' (the candidate set of every step holds "

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from scipy.stats import qmc
 
 from search_algs.base import SpaceSearcher
 from search_algs.core.gp import GPNumericalError
@@ -22,6 +24,7 @@ from search_algs.space import Space
 
 logger = logging.getLogger(__name__)
 
+STARTUP_DESIGNS = ("sobol", "random")
 MAX_GRID = 4096  # discrete parameters with more grid points are searched as continuous ones
 
 
@@ -66,6 +69,9 @@ class GPEISearch(SpaceSearcher):
             the model is used; counts finished and running trials. Default
             ``min(10, 2 * d + 1)`` for ``d`` parameters. The model also needs two finished
             trials with a finite metric; until then draws stay random.
+        startup_design: how the start-up points are drawn: ``"sobol"`` (default for GP-EI: the
+            first points of a scrambled Sobol sequence, seeded by the searcher's generator, so
+            the start-up covers the space evenly) or ``"random"`` (independent uniform draws).
         noise: ``"auto"`` (detect from the fitted noise), ``"none"`` (incumbent = best
             observed) or ``"noisy"`` (incumbent = best posterior mean at the evaluated
             points; see :mod:`search_algs.core.acquisition`).
@@ -84,6 +90,7 @@ class GPEISearch(SpaceSearcher):
     options_class: type = GPEIOptions
     label = "GP-EI"
     model_errors: tuple = (GPNumericalError,)
+    default_startup_design = "random"
 
     def __init__(
         self,
@@ -94,10 +101,17 @@ class GPEISearch(SpaceSearcher):
         seed: int | None = None,
         *,
         n_startup: int | None = None,
+        startup_design: str | None = None,
         noise: str = "auto",
         options: Any = None,
     ):
         me, opts = type(self).__name__, self.options_class
+        startup_design = self.default_startup_design if startup_design is None else startup_design
+        if startup_design not in STARTUP_DESIGNS:
+            raise ValueError(
+                f"{me}: 'startup_design' must be one of {STARTUP_DESIGNS}, got {startup_design!r}; "
+                f"use 'sobol' (even coverage) or 'random'"
+            )
         if n_startup is not None and (isinstance(n_startup, bool) or not isinstance(n_startup, (int, np.integer))
                                       or n_startup < 0):
             raise ValueError(
@@ -113,6 +127,8 @@ class GPEISearch(SpaceSearcher):
         self.options = opts.from_dict({**base.as_dict(), "noise": noise})
         self.options.validate()
         self.n_startup = None if n_startup is None else int(n_startup)
+        self.startup_design = startup_design
+        self._design_seed: int | None = None  # drawn from the searcher's generator at first use
         super().__init__(space=space, metric=metric, mode=mode,
                          points_to_evaluate=points_to_evaluate, seed=seed)
         self._core: Any = None
@@ -140,9 +156,24 @@ class GPEISearch(SpaceSearcher):
         pending = np.array([space.encode_flat(flat) for flat in self.pending.values()]).reshape(-1, space.dim)
         return U, [obs.loss for obs in self.history], pending
 
-    def propose(self) -> dict[str, Any]:
-        if len(self.history) + len(self.pending) < self.startup():
+    def startup_point(self, k: int) -> dict[str, Any]:
+        """Flat values of the ``k``-th start-up point (``k`` counts finished and running trials,
+        ``points_to_evaluate`` included)."""
+        if self.startup_design == "random":
             return self.space.sample_flat(self.rng)
+        if self._design_seed is None:
+            self._design_seed = int(self.rng.integers(2**31 - 1))
+        size = max(2, self.startup())
+        design = qmc.Sobol(d=self.space.dim, scramble=True, seed=self._design_seed).random_base2(
+            math.ceil(math.log2(size)))  # (2^m, D): a power of two keeps Sobol's balance
+        if k >= len(design):  # more trials than the design (a restore with other options)
+            return self.space.sample_flat(self.rng)
+        return self.space.decode_unit(design[k])
+
+    def propose(self) -> dict[str, Any]:
+        started = len(self.history) + len(self.pending)
+        if started < self.startup():
+            return self.startup_point(started)
         U, losses, pending = self._arrays()
         try:
             with _blas_single_thread():
@@ -176,11 +207,14 @@ class GPEISearch(SpaceSearcher):
 
     def extra_state(self) -> Any:
         core = self._core.state() if self._core is not None else self._core_state
-        return {"options": self.options.as_dict(), "n_startup": self.n_startup, "core": core}
+        return {"options": self.options.as_dict(), "n_startup": self.n_startup, "core": core,
+                "startup_design": self.startup_design, "design_seed": self._design_seed}
 
     def set_extra_state(self, extra: Any) -> None:
         if extra:
             self.options = self.options_class.from_dict(extra["options"])
             self.n_startup = extra["n_startup"]
+            self.startup_design = extra.get("startup_design", "random")  # snapshots before it existed
+            self._design_seed = extra.get("design_seed")
             self._core_state = extra.get("core")
         self._core = None

@@ -314,6 +314,44 @@ def test_a_failing_optimizer_is_recorded_not_hidden():
     assert rec.error == "RuntimeError: boom" and rec.incumbent == {}
 
 
+def test_in_flight_mode_keeps_k_trials_pending_and_counts_completions():
+    events = []
+
+    class Recorder(peers.Optimizer):
+        def __init__(self, space, seed):
+            self.space, self.rng, self.out, self.n = space, np.random.default_rng(seed), set(), 0
+
+        def ask(self):
+            events.append(("ask", len(self.out)))
+            self.n += 1
+            self.out.add(self.n)
+            return self.n, self.space.sample_flat(self.rng)
+
+        def tell(self, token, value):
+            events.append(("tell", token))
+            self.out.remove(token)
+
+    spec = peers.OptimizerSpec("rec", "peer", Recorder, (), (), True, "", concurrent=True)
+    rec = harness.run_one(get_problem("branin"), spec, 0, 10, in_flight=4)
+    asks = [k for what, k in events if what == "ask"]
+    assert asks == [0, 1, 2, 3, 3, 3, 3, 3, 3, 3]  # every ask after the first 4 sees 3 pending trials
+    assert [t for what, t in events if what == "tell"] == list(range(1, 11))  # oldest completes first
+    assert len(rec.observed) == 10 and rec.mode == "in-flight-K4" and rec.error is None
+
+    # ours: K = 1 is the sequential run; K = 4 shares the start-up draws, then pending trials matter
+    tpe = peers.optimizer_specs()["tpe"]
+    sequential = harness.run_one(get_problem("branin"), tpe, 0, 16)
+    assert harness.run_one(get_problem("branin"), tpe, 0, 16, in_flight=1).observed == sequential.observed
+    k4 = harness.run_one(get_problem("branin"), tpe, 0, 16, in_flight=4)
+    assert k4.observed[:10] == sequential.observed[:10] and k4.observed[12:] != sequential.observed[12:]
+
+    # an adapter that asks one trial at a time is skipped, with the reason
+    one_at_a_time = peers.OptimizerSpec("seq", "peer", Recorder, (), (), True, "")
+    records, skips = harness.run_grid([get_problem("branin")], [one_at_a_time], [0], {"branin": 4},
+                                      log=lambda m: None, in_flight=4)
+    assert records == [] and "one trial at a time" in skips[0].reason
+
+
 CHEAP_PEERS = [("hyperopt-tpe", "hyperopt"), ("optuna-tpe", "optuna")]
 
 

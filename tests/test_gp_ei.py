@@ -74,6 +74,25 @@ def test_startup_draws_are_random_search_draws():
     assert make(n_startup=3).startup() == 3
 
 
+def test_sobol_startup_covers_each_dimension_evenly_and_survives_a_restore(tmp_path):
+    a = make(seed=5, startup_design="sobol", n_startup=8)
+    configs = drive(a, 4)
+    path = str(tmp_path / "searcher.pkl")
+    a.save(path)
+    b = make(seed=123, startup_design="random")  # overwritten by the restore
+    b.restore(path)
+    configs += drive(b, 4, start=4)
+    assert configs == drive(make(seed=5, startup_design="sobol", n_startup=8), 8)
+    # the first 8 points of a scrambled Sobol sequence put exactly one point in each eighth of
+    # every coordinate: no two start-up points share a bin of x (Float(0, 1), linear)
+    assert sorted(int(c["x"] * 8) for c in configs) == list(range(8))
+    lr_bins = sorted(int((math.log10(c["lr"]) + 4) / 3 * 8) for c in configs)  # log scale
+    assert lr_bins == list(range(8))
+    for config in configs:
+        Space(SPACE).to_flat(config)  # valid (raises otherwise)
+    assert configs != drive(make(seed=6, startup_design="sobol", n_startup=8), 8)
+
+
 def test_same_seed_same_sequence_and_every_config_is_valid():
     a, b = make(seed=3), make(seed=3)
     seq_a, seq_b = drive(a, 14), drive(b, 14)
@@ -132,6 +151,8 @@ def test_bad_arguments_are_refused_with_the_value():
         GPEISearch(space=SPACE, n_startup=-1)
     with pytest.raises(ValueError, match="noise.*'loud'"):
         GPEISearch(space=SPACE, noise="loud")
+    with pytest.raises(ValueError, match="'startup_design' must be one of .*'lhs'"):
+        GPEISearch(space=SPACE, startup_design="lhs")
     with pytest.raises(ValueError, match="options"):
         GPEISearch(space=SPACE, options={"noise": "auto"})
 

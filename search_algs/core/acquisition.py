@@ -25,6 +25,14 @@ References
   incumbent; use the best *posterior mean* at the evaluated points instead, and recommend
   the evaluated point with the best posterior mean.
 
+* Letham, Karrer, Ottoni, Bakshy, "Constrained Bayesian Optimization with Noisy Experiments",
+  Bayesian Analysis 14(2), 2019 (noisy EI, NEI): average EI over quasi-Monte-Carlo samples of
+  the latent values at the evaluated points, each sample with its own incumbent (their
+  minimum) and the query's distribution conditioned on it; the inner EI stays analytic.
+  Unlike a plug-in incumbent, this knows that the query and the evaluated points are
+  correlated: re-evaluating an evaluated point gains exactly nothing, so the search does not
+  keep re-sampling its best region (the failure seen with the plug-in incumbent on noisy
+  Hartmann6, BENCHMARKS.md C5).
 * Huang, Allen, Notz, Zeng, "Global optimization of stochastic black-box systems via
   sequential kriging meta-models", J. Global Optim. 34, 2006 (augmented EI, AEI): with noise,
   plain EI keeps re-sampling next to its incumbent (the latent mean there is never known
@@ -37,7 +45,8 @@ Noise handling (``noise=``)
 ---------------------------
 ``"none"``: incumbent = best observed standardised loss. ``"noisy"``: incumbent = least
 posterior mean over the points the model was conditioned on (or AEI's effective best with
-``sigma_weight``), optionally with AEI's factor (``LogEI(augmented=True)``). ``"auto"``: noisy
+``sigma_weight``), optionally with AEI's factor (``LogEI(augmented=True)``), or :class:`LogNEI`
+(no single incumbent: Letham et al.). ``"auto"``: noisy
 when the fitted noise variance exceeds ``noise_threshold`` (default 1e-3) times the signal
 variance, i.e. when the noise standard deviation is above ~3% of the signal's.
 """
@@ -48,10 +57,11 @@ import math
 
 import numpy as np
 import torch
+from scipy.stats import norm, qmc
 
-from search_algs.core.gp import DTYPE, GP
+from search_algs.core.gp import DTYPE, GP, VAR_FLOOR, cholesky_jittered
 
-__all__ = ["LogEI", "log_h", "log_ei", "log_aei_factor", "naive_ei", "resolve_noise", "incumbent", "NOISE_MODES"]
+__all__ = ["LogEI", "LogNEI", "log_h", "log_ei", "log_aei_factor", "naive_ei", "resolve_noise", "incumbent", "NOISE_MODES"]
 
 NOISE_MODES = ("auto", "none", "noisy")
 
@@ -181,6 +191,69 @@ class LogEI:
         if self.augmented:
             value = value + log_aei_factor(var, self.gp.noise_var)
         return value
+
+    def numpy(self, U: np.ndarray) -> np.ndarray:
+        """Values without gradients for ``U (m, D)`` as a numpy array ``(m,)``."""
+        with torch.no_grad():
+            return self(torch.as_tensor(U, dtype=DTYPE)).numpy()
+
+
+class LogNEI:
+    """Noisy expected improvement (Letham et al. 2019), in log space: ``U (m, D) -> (m,)``.
+
+    ``NEI(x) = mean_s EI(x | f_O = f_O^s)`` over ``n_samples`` quasi-Monte-Carlo draws ``f_O^s``
+    of the latent values at the ``k`` evaluated points ``O``, where each draw's incumbent is
+    ``min_i f_O^s_i`` and ``f(x)`` given the draw is normal with
+
+        mean ``mu_x + w_x . z^s``, variance ``var_x - |w_x|^2``,
+        ``w_x = L_O^-1 cov(f_O, f(x))``, ``f_O^s = mu_O + L_O z^s`` (``L_O L_O^T = cov(f_O)``).
+
+    Args:
+        gp: the model (``gp.U[:n_observed]`` are the evaluated points; rows after them are
+            fantasies of running trials, which the model is conditioned on but which are not
+            incumbent candidates).
+        rng: the seeded generator of the suggestion (the draws are fixed once, so the
+            acquisition is a smooth deterministic function for the gradient search).
+        n_observed: how many leading points of ``gp.U`` are real evaluations (default all).
+        max_points: ``O`` is the ``max_points`` evaluated points with the least posterior mean
+            (the others are practically never a draw's minimum; this bounds the cost at
+            ``O(m k)`` per query batch on top of the posterior).
+        n_samples: draws of ``f_O`` (a power of two keeps the Sobol sequence balanced).
+    """
+
+    def __init__(self, gp: GP, rng: np.random.Generator, n_observed: int | None = None,
+                 max_points: int = 32, n_samples: int = 128):
+        self.gp = gp
+        n_obs = gp.n if n_observed is None else int(n_observed)
+        if n_obs < 1:
+            raise ValueError("LogNEI: needs at least one evaluated point")
+        with torch.no_grad():
+            mean_all, _ = gp.posterior(gp.U[:n_obs])
+        order = torch.argsort(mean_all)[: max(1, int(max_points))]
+        self.U_O = gp.U[:n_obs][order]  # (k, D)
+        with torch.no_grad():
+            K_O_X = gp.kernel(self.U_O, gp.U)  # (k, n)
+            # cov(f_O) = K_OO - K_OX C^-1 K_XO; A = C^-1 K_XO is reused for every query
+            self.A = torch.cholesky_solve(K_O_X.T, gp.L)  # (n, k)
+            cov_O = gp.kernel(self.U_O, self.U_O) - K_O_X @ self.A  # (k, k)
+            cov_O = 0.5 * (cov_O + cov_O.T)
+            self.L_O, _ = cholesky_jittered(cov_O + 1e-10 * gp.signal_var * torch.eye(len(order), dtype=DTYPE))
+            mu_O = mean_all[order]  # (k,)
+        seed = int(rng.integers(2**31 - 1))
+        u = qmc.Sobol(d=len(order), scramble=True, seed=seed).random(n_samples)  # (S, k) in (0, 1)
+        self.z = torch.as_tensor(norm.ppf(np.clip(u, 1e-10, 1 - 1e-10)), dtype=DTYPE)  # (S, k)
+        f_O = mu_O + self.z @ self.L_O.T  # (S, k) draws of the latent values at O
+        self.tau = f_O.min(dim=1).values  # (S,) each draw's incumbent
+        self.log_n = math.log(n_samples)
+
+    def __call__(self, U: torch.Tensor) -> torch.Tensor:
+        mean, var = self.gp.posterior(U)  # (m,)
+        cross = self.gp.kernel(U, self.U_O) - self.gp.kernel(U, self.gp.U) @ self.A  # (m, k) cov(f(x), f_O)
+        W = torch.linalg.solve_triangular(self.L_O, cross.T, upper=False).T  # (m, k)
+        cond_var = (var - (W * W).sum(-1)).clamp_min(VAR_FLOOR)  # (m,)
+        cond_mean = mean.unsqueeze(-1) + W @ self.z.T  # (m, S)
+        per_draw = log_ei(cond_mean, cond_var.unsqueeze(-1), self.tau)  # (m, S)
+        return torch.logsumexp(per_draw, dim=-1) - self.log_n
 
     def numpy(self, U: np.ndarray) -> np.ndarray:
         """Values without gradients for ``U (m, D)`` as a numpy array ``(m,)``."""

@@ -81,7 +81,7 @@ import scipy.optimize
 import torch
 from scipy.stats import qmc
 
-from search_algs.core.acquisition import NOISE_MODES, LogEI, incumbent, resolve_noise
+from search_algs.core.acquisition import NOISE_MODES, LogEI, LogNEI, incumbent, resolve_noise
 from search_algs.core.gp import DTYPE, GP, GPNumericalError, GPPrior, fit_map, standardise
 
 logger = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["Dim", "OptimizeOptions", "GPEIOptions", "GPEI", "canonical", "optimize_acqf"]
 
 KINDS = ("continuous", "discrete", "categorical")
-NOISY_ACQFS = ("ei", "aei")
+NOISY_ACQFS = ("ei", "aei", "nei")
 
 
 @dataclass(frozen=True, eq=False)
@@ -357,7 +357,7 @@ class GPEIOptions:
 
     noise: str = "auto"
     noise_threshold: float = 1e-3
-    noisy_acqf: str = "ei"  # when noisy: "ei" (plug-in incumbent) or "aei" (augmented EI)
+    noisy_acqf: str = "ei"  # when noisy: "ei" (plug-in incumbent), "aei" (augmented EI), "nei" (Letham et al.)
     refit_all_until: int = 100
     refit_every: int = 10
     fit_maxiter: int = 200
@@ -377,7 +377,7 @@ class GPEIOptions:
         if self.noisy_acqf not in NOISY_ACQFS:
             raise ValueError(
                 f"GP-EI: 'noisy_acqf' must be one of {NOISY_ACQFS}, got {self.noisy_acqf!r}; "
-                f"use 'aei' (augmented EI) or 'ei'"
+                f"use 'nei' (noisy EI, Letham et al. 2019), 'aei' (augmented EI) or 'ei'"
             )
         if not (isinstance(self.noise_threshold, (int, float)) and self.noise_threshold > 0):
             raise ValueError(f"GP-EI: 'noise_threshold' must be a positive number, got {self.noise_threshold!r}")
@@ -550,11 +550,15 @@ class GPEI:
             model = gp.condition(np.concatenate([pending, failed]), y_new)
         n_real_pending = gp.n + len(pending)
         augmented = noisy and self.options.noisy_acqf == "aei"
-        if noisy:
-            tau = incumbent(model, noisy=True, sigma_weight=1.0 if augmented else 0.0)
+        if noisy and self.options.noisy_acqf == "nei":
+            acqf = LogNEI(model, rng, n_observed=gp.n)
+            tau = float(acqf.tau.mean())
         else:
-            tau = float(model.y[:n_real_pending].min())
-        acqf = LogEI(model, tau, augmented=augmented)
+            if noisy:
+                tau = incumbent(model, noisy=True, sigma_weight=1.0 if augmented else 0.0)
+            else:
+                tau = float(model.y[:n_real_pending].min())
+            acqf = LogEI(model, tau, augmented=augmented)
 
         if noisy:
             with torch.no_grad():
