@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-cost", action="store_true", help="skip the suggestion-cost measurement")
     run.add_argument("--no-tune", action="store_true", help="skip the runs through Ray Tune (full tier)")
     run.add_argument("--no-overhead", action="store_true", help="skip the overhead measurement (full tier)")
+    run.add_argument("--in-flight", type=_positive, default=1,
+                     help="concurrent trials, simulated without a cluster: each suggestion is made with "
+                          "K-1 trials pending (optimisers that take concurrent asks: ours)")
 
     tune = sub.add_parser("tune", help="our searchers through real Ray Tune with K concurrent trials")
     tune.add_argument("--optimizers", default="random", help="registry names, or ray-hyperopt/ray-optuna")
@@ -87,12 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
     sch.add_argument("--out")
 
     pbt = sub.add_parser("pbt", help="our PBT vs Ray's PBT vs no PBT on the PBT paper's toy problem (Tune)")
-    pbt.add_argument("--problem", choices=("toy", "digits"), default="toy",
+    pbt.add_argument("--problem", choices=("toy", "digits", "digits-noisy"), default="toy",
                      help="toy: the PBT paper's toy problem (ours vs Ray's vs none); digits: the digits MLP, "
-                          "PBT vs the best fixed config of the same epoch budget")
+                          "PBT vs the best fixed config of the same epoch budget; digits-noisy: the same with "
+                          "30%% noisy training labels, a small MLP, batch 8 and plain SGD (a set-up where a "
+                          "decaying learning rate pays off; BENCHMARKS.md F3)")
     pbt.add_argument("--epochs", type=_positive, default=12, help="digits: epochs of each member")
-    pbt.add_argument("--schedulers", default="ours,ray,ours-sync,ray-sync,fifo",
-                     help="comma-separated: ours, ray, ours-sync, ray-sync, fifo")
+    pbt.add_argument("--schedulers", default=None,
+                     help="comma-separated; toy: ours, ray, ours-sync, ray-sync, fifo (default: all); digits: "
+                          "pbt, fixed, ray (Ray's PBT; default: pbt,fixed)")
     pbt.add_argument("--seeds", type=_positive, default=5)
     pbt.add_argument("--first-seed", type=int, default=0, help="digits: run seeds first-seed .. first-seed + seeds - 1")
     pbt.add_argument("--steps", type=_positive, default=80, help="training steps of each member")
@@ -150,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             data = runner.run_suite(
                 suite, optimizers=_names(args.optimizers), problems=_names(args.problems), seeds=args.seeds,
                 budget=args.budget, cost=not args.no_cost, tune=not args.no_tune,
-                overhead=not args.no_overhead, command=command,
+                overhead=not args.no_overhead, command=command, in_flight=args.in_flight,
             )
         elif args.cmd == "tune":
             out = args.out or runner.default_out("tune")
@@ -248,13 +254,15 @@ def _pbt(args, command: str) -> int:
             print(pbt.render(json.load(f)))
         return 0
     try:
-        if args.problem == "digits":
+        if args.problem.startswith("digits"):
             data = pbt.run_digits_benchmark(command, seeds=args.seeds, epochs=args.epochs, size=args.population,
                                             interval=args.interval or 3,
                                             num_cpus=args.cpus, time_limit_s=args.time_limit,
-                                            first_seed=args.first_seed)
+                                            first_seed=args.first_seed, problem=args.problem,
+                                            schedulers=_names(args.schedulers or "pbt,fixed") or [])
         else:
-            data = pbt.run_benchmark(command, seeds=args.seeds, schedulers=_names(args.schedulers) or [],
+            data = pbt.run_benchmark(command, seeds=args.seeds,
+                                     schedulers=_names(args.schedulers or ",".join(pbt.SCHEDULERS)) or [],
                                      steps=args.steps, size=args.population, interval=args.interval or 4,
                                      resample=args.resample, target=args.target, num_cpus=args.cpus,
                                      time_limit_s=args.time_limit)

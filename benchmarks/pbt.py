@@ -326,21 +326,89 @@ def _loadavg() -> list[float] | None:
 
 # ---- the digits MLP: a learned learning-rate schedule vs the best fixed configuration --------
 
-DIGITS_SCHEDULERS = ("pbt", "fixed")
+DIGITS_SCHEDULERS = ("pbt", "fixed")  # the default pair; "ray" (Ray's PBT) on request
+DIGITS_ALL_SCHEDULERS = ("pbt", "fixed", "ray")
 DIGITS_DESCRIPTIONS = {
-    "pbt": "schedulers.pbt.PBTScheduler: exploit/explore lr and momentum every `interval` epochs",
+    "pbt": "schedulers.pbt.PBTScheduler: exploit/explore the mutable hyperparameters every `interval` epochs",
     "fixed": "FIFO: each member keeps its initial config; the best of them is the best fixed trial",
+    "ray": "ray.tune.schedulers.PopulationBasedTraining (asynchronous), the same initial configs (a grid), "
+           "hyperparam_mutations over the mutable hyperparameters' ranges",
 }
 DIGITS_VAL_FRACTION = 0.4  # of the images held out of training: half validation, half test
+LABEL_NOISE_SEED = 12345  # which training labels are replaced: fixed, the same data set for every seed
 
 
-def digits_template(seed: int, epochs: int) -> dict:
-    """The digits MLP's space: ``lr`` and ``momentum`` tuned (and explored by PBT); the
-    architecture, batch size, epochs and trial seed are constants."""
+@dataclass(frozen=True)
+class DigitsProblem:
+    """A digits-MLP set-up of the PBT benchmark: the tuned ranges (``lr`` always), the constants
+    of every member, and which hyperparameters PBT may change."""
+
+    name: str
+    lr: tuple[float, float]
+    momentum: tuple[float, float] | float  # a range (tuned) or a constant
+    hidden: int
+    batch_size: int
+    label_noise: float  # fraction of the training labels replaced by a uniform random class
+    text: str
+
+    @property
+    def mutable(self) -> list[str]:
+        return ["lr", "momentum"] if isinstance(self.momentum, tuple) else ["lr"]
+
+
+DIGITS_PROBLEMS = {
+    "digits": DigitsProblem(
+        "digits", (1e-3, 0.3), (0.0, 0.95), 64, 64, 0.0,
+        "the digits MLP (hidden 64, 2 layers, batch 64, SGD; lr log[1e-3, 0.3] and momentum [0, 0.95] tuned)"),
+    "digits-noisy": DigitsProblem(
+        "digits-noisy", (1e-3, 1.0), 0.0, 16, 8, 0.3,
+        "the digits MLP with noisy training labels (30% of the training labels replaced by a uniform "
+        "random class; validation and test labels clean), hidden 16, 2 layers, batch 8, plain SGD "
+        "(momentum 0); lr log[1e-3, 1] tuned"),
+}
+
+
+def digits_problem(name: str) -> DigitsProblem:
+    try:
+        return DIGITS_PROBLEMS[name]
+    except KeyError:
+        raise KeyError(f"unknown digits problem {name!r}; known: {', '.join(DIGITS_PROBLEMS)}") from None
+
+
+def digits_template(seed: int, epochs: int, problem: str = "digits") -> dict:
+    """The space of ``problem``: ``lr`` (and for ``digits`` ``momentum``) tuned and explored by
+    PBT; the architecture, batch size, label noise, epochs and trial seed are constants."""
     from search_algs.space import Float
 
-    return {"lr": Float(1e-3, 0.3, log=True), "momentum": Float(0.0, 0.95), "hidden": 64, "layers": 2,
-            "dropout": 0.0, "batch_size": 64, "epochs": int(epochs), "seed": int(seed)}
+    p = digits_problem(problem)
+    momentum = Float(*p.momentum) if isinstance(p.momentum, tuple) else float(p.momentum)
+    out = {"lr": Float(*p.lr, log=True), "momentum": momentum, "hidden": p.hidden, "layers": 2,
+           "dropout": 0.0, "batch_size": p.batch_size, "epochs": int(epochs), "seed": int(seed)}
+    if p.label_noise:
+        out["label_noise"] = float(p.label_noise)
+    return out
+
+
+def initial_configs(seed: int, epochs: int, size: int, problem: str = "digits") -> list[dict]:
+    """The ``size`` configs our seeded ``RandomSearch`` gives a population of ``seed`` (the same
+    set Tune gets from it, in suggestion order): Ray's PBT, which refuses searchers, gets them
+    as a grid."""
+    from search_algs.random_search import RandomSearch
+
+    searcher = RandomSearch(space=digits_template(seed, epochs, problem), metric="val_loss", mode="min", seed=seed)
+    return [searcher.suggest(f"init_{k}") for k in range(size)]
+
+
+def noisy_labels(y: np.ndarray, fraction: float, seed: int = LABEL_NOISE_SEED) -> np.ndarray:
+    """``y`` with about ``fraction`` of its entries replaced by a uniform random class (0-9; it may
+    draw the true one), chosen by a fixed generator."""
+    if fraction <= 0:
+        return y
+    rng = np.random.default_rng(seed)
+    y = np.array(y, copy=True)
+    hit = rng.random(len(y)) < fraction
+    y[hit] = rng.integers(0, 10, int(hit.sum()))
+    return y
 
 
 def digits_splits(val_fraction: float = DIGITS_VAL_FRACTION):
@@ -358,7 +426,9 @@ def digits_trainable(config: dict) -> None:
     """``examples.digits_mlp.train_digits`` (same model, SGD, batches, checkpoint and resume,
     lr and momentum read from ``config`` after restoring) on :func:`digits_splits`: it also
     reports ``test_loss`` and ``test_accuracy`` on the test half, and the ``lr`` and
-    ``momentum`` the epoch was trained with."""
+    ``momentum`` the epoch was trained with. ``config["label_noise"]`` (default 0): that
+    fraction of the training labels is replaced by :func:`noisy_labels` (validation and test
+    labels stay clean)."""
     import torch
     from ray import tune
     from torch import nn
@@ -368,7 +438,9 @@ def digits_trainable(config: dict) -> None:
     torch.set_num_threads(1)
     seed = int(config.get("seed", 0))
     torch.manual_seed(seed)
-    (xt, yt), (xv, yv), (xs, ys) = [tuple(map(torch.from_numpy, part)) for part in digits_splits()]
+    (xt, yt), val, test = digits_splits()
+    yt = noisy_labels(yt, float(config.get("label_noise", 0.0)))  # training labels only
+    (xt, yt), (xv, yv), (xs, ys) = [tuple(map(torch.from_numpy, part)) for part in ((xt, yt), val, test)]
     model = build_model(int(config["hidden"]), int(config.get("layers", 2)), float(config.get("dropout", 0.0)))
     lr, momentum = float(config["lr"]), float(config.get("momentum", 0.9))
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
@@ -425,42 +497,74 @@ def _digits_recorder():
     return Recorder()
 
 
+def _ray_digits_scheduler(problem: DigitsProblem, interval: int):
+    from ray import tune
+    from ray.tune.schedulers import PopulationBasedTraining
+
+    mutations = {"lr": tune.loguniform(*problem.lr)}
+    if isinstance(problem.momentum, tuple):
+        mutations["momentum"] = tune.uniform(*problem.momentum)
+    return PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=interval,
+                                   hyperparam_mutations=mutations, quantile_fraction=0.25,
+                                   resample_probability=0.25, perturbation_factors=(1.2, 0.8))
+
+
 def run_digits_one(scheduler: str, seed: int, epochs: int = 12, size: int = 4, interval: int = 3,
-                   num_cpus: int = 2, time_limit_s: float = 600.0, log: Callable[[str], None] = print) -> dict:
+                   num_cpus: int = 2, time_limit_s: float = 600.0, log: Callable[[str], None] = print,
+                   problem: str = "digits") -> dict:
     """``size`` members of :func:`digits_trainable` for ``epochs`` epochs: under PBT, or fixed
-    (FIFO). The initial configs come from our ``RandomSearch`` seeded with ``seed``: both
-    schedulers of one seed start from the same ``size`` configs (recorded). PBT (asynchronous,
+    (FIFO). The initial configs come from our ``RandomSearch`` seeded with ``seed``: all
+    schedulers of one seed start from the same ``size`` configs (recorded; Ray's PBT, which
+    refuses searchers, gets them as a grid, :func:`initial_configs`). PBT (asynchronous,
     as in Jaderberg et al. 2017) ranks by ``val_loss`` every ``interval`` epochs: the bottom 25%
-    clone a top-25% member and perturb its lr and momentum by 0.8 or 1.2 (resampled from the
-    space with probability 0.25). For PBT the replayable config schedule of the member that
-    ends best is recorded (``schedule``: ``[[t, lr, momentum], ...]``)."""
+    clone a top-25% member and perturb its mutable hyperparameters (``problem``'s: lr, and
+    momentum on ``digits``) by 0.8 or 1.2 (resampled from the space with probability 0.25).
+    For our PBT the replayable config schedule of the member that ends best is recorded
+    (``schedule``: ``[[t, lr, momentum], ...]``)."""
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback
     from ray.tune.search import ConcurrencyLimiter
 
     from search_algs.random_search import RandomSearch
 
-    if scheduler not in DIGITS_SCHEDULERS:
-        raise KeyError(f"unknown scheduler {scheduler!r}; known: {', '.join(DIGITS_SCHEDULERS)}")
+    if scheduler not in DIGITS_ALL_SCHEDULERS:
+        raise KeyError(f"unknown scheduler {scheduler!r}; known: {', '.join(DIGITS_ALL_SCHEDULERS)}")
+    spec = digits_problem(problem)
     recorder = _digits_recorder()
     run = {"scheduler": scheduler, "seed": seed, "events": [], "configs": {}, "exploits": 0,
            "wall_s": 0.0, "error": None, "schedule": None}
     sched = None
+    template = digits_template(seed, epochs, problem)
     if scheduler == "pbt":
         from schedulers.pbt import PBTScheduler
 
         sched = PBTScheduler(metric="val_loss", mode="min", perturbation_interval=interval,
                              quantile_fraction=0.25, resample_probability=0.25, perturbation_factors=(0.8, 1.2),
-                             mutable=["lr", "momentum"], seed=seed)
-    searcher = RandomSearch(space=digits_template(seed, epochs), metric="val_loss", mode="min", seed=seed)
+                             mutable=spec.mutable, seed=seed)
+    if scheduler == "ray":
+        configs = initial_configs(seed, epochs, size, problem)
+        sched = _ray_digits_scheduler(spec, interval)
+        param_space = {k: v for k, v in configs[0].items() if k not in ("lr", "momentum")}
+        param_space["member"] = tune.grid_search(list(range(size)))
+        param_space["lr"] = tune.sample_from(lambda c: configs[c["member"]]["lr"])
+        param_space["momentum"] = tune.sample_from(lambda c: configs[c["member"]]["momentum"])
+        search_alg, num_samples = None, 1
+        random.seed(seed)  # Ray's PBT draws from the global generators
+        np.random.seed(seed)
+    else:
+        param_space = {}
+        searcher = RandomSearch(space=template, metric="val_loss", mode="min", seed=seed)
+        search_alg, num_samples = ConcurrencyLimiter(searcher, max_concurrent=size), size
     t0 = time.perf_counter()
     try:
         with _json_logger_only(), tempfile.TemporaryDirectory(prefix="bench-pbt-digits-") as storage:
             tuner = tune.Tuner(
                 tune.with_resources(digits_trainable, {"cpu": num_cpus / size}),
-                tune_config=tune.TuneConfig(metric="val_loss", mode="min", num_samples=size,
-                                            search_alg=ConcurrencyLimiter(searcher, max_concurrent=size),
-                                            scheduler=sched, reuse_actors=True, time_budget_s=time_limit_s),
+                param_space=param_space,
+                tune_config=tune.TuneConfig(metric="val_loss", mode="min", num_samples=num_samples,
+                                            search_alg=search_alg, scheduler=sched, reuse_actors=True,
+                                            time_budget_s=time_limit_s,
+                                            max_concurrent_trials=size if search_alg is None else None),
                 run_config=tune.RunConfig(storage_path=storage, name=f"digits_{scheduler}_{seed}", verbose=0,
                                           callbacks=[recorder, JsonLoggerCallback()]),
             )
@@ -476,7 +580,9 @@ def run_digits_one(scheduler: str, seed: int, epochs: int = 12, size: int = 4, i
         run["error"] = f"{type(e).__name__}: {e}"
         log(f"FAILED digits {scheduler} seed {seed}:\n{traceback.format_exc()}")
     run["events"], run["configs"] = recorder.events, recorder.configs
-    if sched is not None:
+    if scheduler == "ray":
+        run["exploits"] = int(getattr(sched, "_num_perturbations", 0))
+    elif sched is not None:
         try:
             run["exploits"] = len(sched.lineage())
             best = digits_best_member(run["events"])
@@ -517,31 +623,42 @@ def digits_final_test(events: Sequence) -> tuple[float, float]:
 
 def run_digits_benchmark(command: str, seeds: int = 5, epochs: int = 12, size: int = 4, interval: int = 3,
                          num_cpus: int = 2, time_limit_s: float = 600.0,
-                         log: Callable[[str], None] = print, first_seed: int = 0) -> dict:
-    """Seeds ``first_seed .. first_seed + seeds - 1``, each: PBT and fixed from the same configs."""
+                         log: Callable[[str], None] = print, first_seed: int = 0, problem: str = "digits",
+                         schedulers: Sequence[str] = DIGITS_SCHEDULERS) -> dict:
+    """Seeds ``first_seed .. first_seed + seeds - 1``, each: every scheduler from the same configs."""
     from benchmarks import peers, runner
     from benchmarks.tune_mode import local_ray
 
+    schedulers = list(schedulers)
+    unknown = [s for s in schedulers if s not in DIGITS_ALL_SCHEDULERS]
+    if unknown or "pbt" not in schedulers or "fixed" not in schedulers:
+        raise runner.SelectionError(f"digits schedulers must include pbt and fixed, from "
+                                    f"{', '.join(DIGITS_ALL_SCHEDULERS)}; got {schedulers}")
+    if problem not in DIGITS_PROBLEMS:
+        raise runner.SelectionError(f"unknown digits problem {problem!r}; known: {', '.join(DIGITS_PROBLEMS)}")
+    spec = digits_problem(problem)
     t_start = time.perf_counter()
     data = {
         "meta": {
-            "kind": "pbt-digits", "title": "PBT vs the best fixed configuration on the digits MLP",
+            "kind": "pbt-digits", "title": "PBT vs the best fixed configuration on the digits MLP"
+            + ("" if problem == "digits" else f" ({problem})"),
             "command": command, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "machine": runner.machine(), "git": runner.git_revision(),
             "versions": peers.versions(("ray", "torch", "numpy", "scikit-learn")),
             "seeds": seeds, "first_seed": first_seed, "epochs": epochs, "population": size,
-            "interval": interval, "num_cpus": num_cpus,
+            "interval": interval, "num_cpus": num_cpus, "problem": problem, "problem_text": spec.text,
+            "mutable": spec.mutable,
             "split": {"val_fraction_held_out": DIGITS_VAL_FRACTION, "test": "second half of the held-out part"},
-            "schedulers": list(DIGITS_SCHEDULERS), "descriptions": dict(DIGITS_DESCRIPTIONS),
+            "schedulers": schedulers, "descriptions": {s: DIGITS_DESCRIPTIONS[s] for s in schedulers},
             "time_limit_s": time_limit_s, "load_avg_start": _loadavg(),
         },
         "runs": [],
     }
     with local_ray(num_cpus):
         for seed in range(first_seed, first_seed + seeds):
-            order = list(DIGITS_SCHEDULERS)[seed % 2:] + list(DIGITS_SCHEDULERS)[:seed % 2]
-            for s in order:
-                run = run_digits_one(s, seed, epochs, size, interval, num_cpus, time_limit_s, log)
+            k = seed % len(schedulers)  # rotate, so drifting load does not always hit the same one
+            for s in schedulers[k:] + schedulers[:k]:
+                run = run_digits_one(s, seed, epochs, size, interval, num_cpus, time_limit_s, log, problem)
                 data["runs"].append(run)
                 loss, acc = digits_final(run["events"])
                 test_loss, test_acc = digits_final_test(run["events"])
@@ -554,6 +671,15 @@ def run_digits_benchmark(command: str, seeds: int = 5, epochs: int = 12, size: i
     return data
 
 
+def sign_test_p(wins: int, n: int) -> float:
+    """Two-sided exact sign test: the chance of a split at least as uneven as ``wins`` of ``n``
+    under a fair coin (ties left out by the caller)."""
+    if n <= 0:
+        return math.nan
+    k = min(wins, n - wins)
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n)
+
+
 def _schedule_text(schedule: Sequence | None) -> str:
     """``lr`` over epochs of a config schedule, e.g. ``0.052 (0-) 0.042 (6-)``."""
     if not schedule:
@@ -561,49 +687,74 @@ def _schedule_text(schedule: Sequence | None) -> str:
     return " ".join(f"{lr:.3g}@{t:g}" for t, lr, _ in schedule)
 
 
+def _ratio_line(label: str, pairs: Sequence[tuple[float, float]]) -> str:
+    """``a / b`` over seeds: median, range, how often ``a < b``, the sign test's p."""
+    r = [a / b for a, b in pairs]
+    wins, ties = sum(a < b for a, b in pairs), sum(a == b for a, b in pairs)
+    return (f"{label}: median {statistics.median(r):.3f} (min {min(r):.3f}, max {max(r):.3f}), PBT lower in "
+            f"{wins} of {len(r)} seeds" + (f" ({ties} tied)" if ties else "")
+            + f", sign test p = {sign_test_p(wins, len(r) - ties):.3g}")
+
+
 def render_digits_held_out(data: Mapping) -> str:
     """The table of a run with a test split (events carry test metrics, learning rates)."""
     meta = data["meta"]
     runs = {(r["scheduler"], r["seed"]): r for r in data["runs"]}
     n, e = meta["population"], meta["epochs"]
+    text = meta.get("problem_text", "the digits MLP: hidden 64, 2 layers, batch 64, SGD; lr log[1e-3, 0.3] and "
+                                    "momentum [0, 0.95] tuned")
+    mutable = " and ".join(meta.get("mutable", ["lr", "momentum"]))
     out = [f"## {meta['title']}", "",
            f"- command: `{meta['command']}`",
            f"- date: {meta['date']}; wall time {meta.get('wall_s', 0):.0f} s; load average "
            f"{meta.get('load_avg_start')} -> {meta.get('load_avg_end')}",
            f"- machine: {meta['machine']}; code: {meta['git']}",
            "- versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
-           f"- `benchmarks.pbt.digits_trainable` (the digits MLP: hidden 64, 2 layers, batch 64, SGD), "
-           f"train 60% / validation 20% / test 20% of the images; population {n} x {e} epochs (budget "
-           f"{n * e} epochs); lr log[1e-3, 0.3] and momentum [0, 0.95] from our seeded RandomSearch (the "
-           f"same {n} initial configs for both); PBT (asynchronous) ranks on val_loss and exploits/explores "
-           f"lr and momentum every {meta['interval']} epochs (quantile 0.25, factors 0.8/1.2, resample 0.25); "
+           f"- `benchmarks.pbt.digits_trainable`, {text}; train 60% / validation 20% / test 20% of the images; "
+           f"population {n} x {e} epochs (budget {n * e} epochs); initial configs from our seeded RandomSearch "
+           f"(the same {n} for every scheduler); PBT (asynchronous) ranks on val_loss and exploits/explores "
+           f"{mutable} every {meta['interval']} epochs (quantile 0.25, factors 0.8/1.2, resample 0.25); "
            f"{meta['seeds']} seeds",
            "- value: the member with the lowest last `val_loss` (what a user would pick); its `val_loss`, and "
            "its `test_loss` / `test_accuracy` on the test split that neither PBT nor the choice saw", "",
            "| seed | val_loss PBT | val_loss fixed | test_loss PBT | test_loss fixed | test acc. PBT | test acc. "
            "fixed | exploits | epochs PBT | PBT winner's lr schedule (lr@epoch) |",
            "|---|---|---|---|---|---|---|---|---|---|"]
-    rv, rt, wins_v, wins_t = [], [], 0, 0
+    val, test, ray_val, ray_test, ray_rows = [], [], [], [], []
     for seed in sorted({r["seed"] for r in data["runs"]}):
-        p, f = runs.get(("pbt", seed)), runs.get(("fixed", seed))
+        p, f, r = runs.get(("pbt", seed)), runs.get(("fixed", seed)), runs.get(("ray", seed))
         if p is None or f is None:
             continue
         (pl, _), (fl, _) = digits_final(p["events"]), digits_final(f["events"])
         (ptl, pta), (ftl, fta) = digits_final_test(p["events"]), digits_final_test(f["events"])
         bad = p["error"] or f["error"]
         if not bad:
-            rv.append(pl / fl)
-            rt.append(ptl / ftl)
-            wins_v += pl < fl
-            wins_t += ptl < ftl
+            val.append((pl, fl))
+            test.append((ptl, ftl))
         out.append(f"| {seed} | {pl:.4f} | {fl:.4f} | {ptl:.4f} | {ftl:.4f} | {pta:.4f} | {fta:.4f} | "
                    f"{p['exploits']} | {len(p['events'])} | {_schedule_text(p.get('schedule'))} |"
                    + (f" error: {bad}" if bad else ""))
-    if rv:
-        out += ["", f"PBT / best fixed, val_loss: median {statistics.median(rv):.3f} (min {min(rv):.3f}, max "
-                    f"{max(rv):.3f}), PBT lower in {wins_v} of {len(rv)} seeds; test_loss: median "
-                    f"{statistics.median(rt):.3f} (min {min(rt):.3f}, max {max(rt):.3f}), PBT lower in {wins_t} "
-                    f"of {len(rt)} seeds."]
+        if r is not None:
+            (rl, _), (rtl, rta) = digits_final(r["events"]), digits_final_test(r["events"])
+            if not (bad or r["error"]):
+                ray_val.append((rl, fl))
+                ray_test.append((rtl, ftl))
+            ray_rows.append(f"| {seed} | {rl:.4f} | {fl:.4f} | {rtl:.4f} | {ftl:.4f} | {rta:.4f} | {r['exploits']} "
+                            f"| {len(r['events'])} |" + (f" error: {r['error']}" if r["error"] else ""))
+    if val:
+        out += ["", "PBT / best fixed, " + _ratio_line("val_loss", val) + "; " + _ratio_line("test_loss", test) + ".",
+                "", f"Medians over seeds: val_loss PBT {statistics.median(a for a, _ in val):.4f}, fixed "
+                    f"{statistics.median(b for _, b in val):.4f}; test_loss PBT {statistics.median(a for a, _ in test):.4f}, "
+                    f"fixed {statistics.median(b for _, b in test):.4f}."]
+    if ray_rows:
+        out += ["", "Ray's `PopulationBasedTraining` (asynchronous), same initial configs, vs the same best fixed trial:",
+                "", "| seed | val_loss Ray PBT | val_loss fixed | test_loss Ray PBT | test_loss fixed | test acc. Ray PBT "
+                    "| exploits | epochs |", "|---|---|---|---|---|---|---|---|", *ray_rows]
+        if ray_val:
+            out += ["", "Ray's PBT / best fixed, " + _ratio_line("val_loss", ray_val).replace("PBT lower", "Ray's lower")
+                    + "; " + _ratio_line("test_loss", ray_test).replace("PBT lower", "Ray's lower") + "; medians: "
+                    f"val_loss {statistics.median(a for a, _ in ray_val):.4f}, test_loss "
+                    f"{statistics.median(a for a, _ in ray_test):.4f}."]
     return "\n".join(out)
 
 

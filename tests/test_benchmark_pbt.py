@@ -118,3 +118,61 @@ def test_digits_held_out_value_schedule_and_render():
     md = P.render({"meta": meta, "runs": runs})
     assert "| 0 | 0.5000 | 0.6250 | 0.6000 | 1.2000 | 0.8500 | 0.8500 | 1 | 4 | 0.1@0 0.08@1 |" in md
     assert "val_loss: median 0.800" in md and "test_loss: median 0.500" in md and "PBT lower in 1 of 1" in md
+
+
+def test_digits_noisy_problem_space_labels_and_initial_configs():
+    t = P.digits_template(3, 12, "digits-noisy")
+    assert t["hidden"] == 16 and t["batch_size"] == 8 and t["momentum"] == 0.0 and t["label_noise"] == 0.3
+    assert "label_noise" not in P.digits_template(3, 12)  # the digits set-up is unchanged
+    assert P.digits_problem("digits-noisy").mutable == ["lr"] and P.digits_problem("digits").mutable == ["lr", "momentum"]
+    with pytest.raises(KeyError, match="unknown digits problem"):
+        P.digits_problem("cifar")
+    (_, y), _, _ = P.digits_splits()
+    noisy = P.noisy_labels(y, 0.3)
+    assert noisy is not y and 0.2 < (noisy != y).mean() < 0.32  # ~27% wrong (a redraw may hit the true class)
+    assert (P.noisy_labels(y, 0.3) == noisy).all() and P.noisy_labels(y, 0.0) is y  # fixed, same for every seed
+    a, b = P.initial_configs(3, 12, 4, "digits-noisy"), P.initial_configs(3, 12, 4, "digits-noisy")
+    assert a == b and len({c["lr"] for c in a}) == 4 and all(1e-3 <= c["lr"] <= 1.0 for c in a)
+    assert P.sign_test_p(5, 5) == pytest.approx(0.0625) and P.sign_test_p(0, 10) == pytest.approx(2 / 1024)
+    assert P.sign_test_p(5, 10) == 1.0 and math.isnan(P.sign_test_p(0, 0))
+
+
+def test_digits_render_with_ray_rows_and_sign_test():
+    ev = [["a", 1, 0.5, 0.9, 0.6, 0.85, 0.1, 0.0]]
+    worse = [["b", 1, 0.8, 0.8, 0.9, 0.8, 0.1, 0.0]]
+    meta = {"kind": "pbt-digits", "title": "t", "command": "c", "date": "d", "machine": "m", "git": "g",
+            "versions": {}, "seeds": 1, "epochs": 1, "population": 1, "interval": 1, "problem": "digits-noisy",
+            "problem_text": "noisy", "mutable": ["lr"], "split": {"val_fraction_held_out": 0.4},
+            "schedulers": ["pbt", "fixed", "ray"], "descriptions": P.DIGITS_DESCRIPTIONS}
+
+    def run(name, events):
+        return {"scheduler": name, "seed": 0, "events": events, "configs": {}, "exploits": 0, "wall_s": 1.0,
+                "error": None, "schedule": None}
+
+    md = P.render({"meta": meta, "runs": [run("pbt", ev), run("fixed", worse), run("ray", worse)]})
+    assert "exploits/explores lr every 1 epochs" in md and "sign test p = 1" in md
+    assert "| 0 | 0.8000 | 0.8000 | 0.9000 | 0.9000 | 0.8000 | 0 | 1 |" in md  # Ray's row
+    assert "Ray's lower in 0 of 1 seeds (1 tied)" in md
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_tiny_run_of_the_noisy_digits_problem(ray_local, tmp_path):
+    lines = []
+    data = P.run_digits_benchmark("python -m benchmarks pbt --problem digits-noisy ...", seeds=1, epochs=2,
+                                  size=4, interval=1, time_limit_s=200, log=lines.append, problem="digits-noisy",
+                                  schedulers=["pbt", "fixed", "ray"])
+    assert [r["scheduler"] for r in data["runs"]] == ["pbt", "fixed", "ray"] and len(lines) == 3
+    for run in data["runs"]:
+        assert run["error"] is None, run["error"]
+        assert {tid for tid, *_ in run["events"]} and all(e[6] > 0 and e[7] == 0.0 for e in run["events"])
+        assert math.isfinite(P.digits_final(run["events"])[0]) and math.isfinite(P.digits_final_test(run["events"])[0])
+    by = {r["scheduler"]: r for r in data["runs"]}
+    assert sorted(c["lr"] for c in by["fixed"]["configs"].values()) == \
+        sorted(c["lr"] for c in by["ray"]["configs"].values())  # the same initial population
+    js, md = P.write(data, str(tmp_path / "out"))
+    with open(js) as f:
+        assert P.render(json.load(f)) == open(md).read().rstrip("\n")
+    assert "Ray's `PopulationBasedTraining`" in open(md).read()
+    with pytest.raises(Exception, match="must include pbt and fixed"):
+        P.run_digits_benchmark("c", schedulers=["ray"])
