@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     pbt.add_argument("--epochs", type=_positive, default=12, help="digits: epochs of each member")
     pbt.add_argument("--schedulers", default=None,
                      help="comma-separated; toy: ours, ray, ours-sync, ray-sync, fifo (default: all); digits: "
-                          "pbt, fixed, ray (Ray's PBT; default: pbt,fixed)")
+                          "pbt, fixed, ray (Ray's PBT), pbt-sync (ours, synchronous); default: pbt,fixed")
     pbt.add_argument("--seeds", type=_positive, default=5)
     pbt.add_argument("--first-seed", type=int, default=0, help="digits: run seeds first-seed .. first-seed + seeds - 1")
     pbt.add_argument("--steps", type=_positive, default=80, help="training steps of each member")

@@ -326,13 +326,19 @@ def _loadavg() -> list[float] | None:
 
 # ---- the digits MLP: a learned learning-rate schedule vs the best fixed configuration --------
 
-DIGITS_SCHEDULERS = ("pbt", "fixed")  # the default pair; "ray" (Ray's PBT) on request
-DIGITS_ALL_SCHEDULERS = ("pbt", "fixed", "ray")
+DIGITS_SCHEDULERS = ("pbt", "fixed")  # the default pair; "ray" (Ray's PBT), "pbt-sync" on request
+DIGITS_ALL_SCHEDULERS = ("pbt", "fixed", "ray", "pbt-sync")
 DIGITS_DESCRIPTIONS = {
     "pbt": "schedulers.pbt.PBTScheduler: exploit/explore the mutable hyperparameters every `interval` epochs",
     "fixed": "FIFO: each member keeps its initial config; the best of them is the best fixed trial",
     "ray": "ray.tune.schedulers.PopulationBasedTraining (asynchronous), the same initial configs (a grid), "
            "hyperparam_mutations over the mutable hyperparameters' ranges",
+    "pbt-sync": "schedulers.pbt.PBTScheduler(synchronous=True): members wait for each other at every interval "
+                "and are ranked and cloned at the same epoch",
+}
+DIGITS_EXTRA_LABELS = {  # scheduler -> (table title, ratio label, "X lower")
+    "ray": ("Ray's `PopulationBasedTraining` (asynchronous)", "Ray's PBT", "Ray's"),
+    "pbt-sync": ("Our PBT with `synchronous=True`", "synchronous PBT", "synchronous PBT"),
 }
 DIGITS_VAL_FRACTION = 0.4  # of the images held out of training: half validation, half test
 LABEL_NOISE_SEED = 12345  # which training labels are replaced: fixed, the same data set for every seed
@@ -535,12 +541,12 @@ def run_digits_one(scheduler: str, seed: int, epochs: int = 12, size: int = 4, i
            "wall_s": 0.0, "error": None, "schedule": None}
     sched = None
     template = digits_template(seed, epochs, problem)
-    if scheduler == "pbt":
+    if scheduler in ("pbt", "pbt-sync"):
         from schedulers.pbt import PBTScheduler
 
         sched = PBTScheduler(metric="val_loss", mode="min", perturbation_interval=interval,
                              quantile_fraction=0.25, resample_probability=0.25, perturbation_factors=(0.8, 1.2),
-                             mutable=spec.mutable, seed=seed)
+                             mutable=spec.mutable, seed=seed, synchronous=scheduler == "pbt-sync")
     if scheduler == "ray":
         configs = initial_configs(seed, epochs, size, problem)
         sched = _ray_digits_scheduler(spec, interval)
@@ -631,8 +637,8 @@ def run_digits_benchmark(command: str, seeds: int = 5, epochs: int = 12, size: i
 
     schedulers = list(schedulers)
     unknown = [s for s in schedulers if s not in DIGITS_ALL_SCHEDULERS]
-    if unknown or "pbt" not in schedulers or "fixed" not in schedulers:
-        raise runner.SelectionError(f"digits schedulers must include pbt and fixed, from "
+    if unknown or not {"pbt", "pbt-sync"} & set(schedulers) or "fixed" not in schedulers:
+        raise runner.SelectionError(f"digits schedulers must include fixed and pbt or pbt-sync, from "
                                     f"{', '.join(DIGITS_ALL_SCHEDULERS)}; got {schedulers}")
     if problem not in DIGITS_PROBLEMS:
         raise runner.SelectionError(f"unknown digits problem {problem!r}; known: {', '.join(DIGITS_PROBLEMS)}")
@@ -704,6 +710,7 @@ def render_digits_held_out(data: Mapping) -> str:
     text = meta.get("problem_text", "the digits MLP: hidden 64, 2 layers, batch 64, SGD; lr log[1e-3, 0.3] and "
                                     "momentum [0, 0.95] tuned")
     mutable = " and ".join(meta.get("mutable", ["lr", "momentum"]))
+    primary = "pbt" if any(r["scheduler"] == "pbt" for r in data["runs"]) else "pbt-sync"
     out = [f"## {meta['title']}", "",
            f"- command: `{meta['command']}`",
            f"- date: {meta['date']}; wall time {meta.get('wall_s', 0):.0f} s; load average "
@@ -712,7 +719,7 @@ def render_digits_held_out(data: Mapping) -> str:
            "- versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
            f"- `benchmarks.pbt.digits_trainable`, {text}; train 60% / validation 20% / test 20% of the images; "
            f"population {n} x {e} epochs (budget {n * e} epochs); initial configs from our seeded RandomSearch "
-           f"(the same {n} for every scheduler); PBT (asynchronous) ranks on val_loss and exploits/explores "
+           f"(the same {n} for every scheduler); PBT ({'asynchronous' if primary == 'pbt' else 'synchronous'}) ranks on val_loss and exploits/explores "
            f"{mutable} every {meta['interval']} epochs (quantile 0.25, factors 0.8/1.2, resample 0.25); "
            f"{meta['seeds']} seeds",
            "- value: the member with the lowest last `val_loss` (what a user would pick); its `val_loss`, and "
@@ -720,9 +727,11 @@ def render_digits_held_out(data: Mapping) -> str:
            "| seed | val_loss PBT | val_loss fixed | test_loss PBT | test_loss fixed | test acc. PBT | test acc. "
            "fixed | exploits | epochs PBT | PBT winner's lr schedule (lr@epoch) |",
            "|---|---|---|---|---|---|---|---|---|---|"]
-    val, test, ray_val, ray_test, ray_rows = [], [], [], [], []
+    extras = [x for x in DIGITS_EXTRA_LABELS if x != primary and any(r["scheduler"] == x for r in data["runs"])]
+    val, test = [], []
+    extra_pairs = {x: ([], [], []) for x in extras}  # val pairs, test pairs, table rows
     for seed in sorted({r["seed"] for r in data["runs"]}):
-        p, f, r = runs.get(("pbt", seed)), runs.get(("fixed", seed)), runs.get(("ray", seed))
+        p, f = runs.get((primary, seed)), runs.get(("fixed", seed))
         if p is None or f is None:
             continue
         (pl, _), (fl, _) = digits_final(p["events"]), digits_final(f["events"])
@@ -734,27 +743,37 @@ def render_digits_held_out(data: Mapping) -> str:
         out.append(f"| {seed} | {pl:.4f} | {fl:.4f} | {ptl:.4f} | {ftl:.4f} | {pta:.4f} | {fta:.4f} | "
                    f"{p['exploits']} | {len(p['events'])} | {_schedule_text(p.get('schedule'))} |"
                    + (f" error: {bad}" if bad else ""))
-        if r is not None:
+        for x in extras:
+            r = runs.get((x, seed))
+            if r is None:
+                continue
+            xv, xt, rows = extra_pairs[x]
             (rl, _), (rtl, rta) = digits_final(r["events"]), digits_final_test(r["events"])
             if not (bad or r["error"]):
-                ray_val.append((rl, fl))
-                ray_test.append((rtl, ftl))
-            ray_rows.append(f"| {seed} | {rl:.4f} | {fl:.4f} | {rtl:.4f} | {ftl:.4f} | {rta:.4f} | {r['exploits']} "
-                            f"| {len(r['events'])} |" + (f" error: {r['error']}" if r["error"] else ""))
+                xv.append((rl, fl))
+                xt.append((rtl, ftl))
+            rows.append(f"| {seed} | {rl:.4f} | {fl:.4f} | {rtl:.4f} | {ftl:.4f} | {rta:.4f} | {r['exploits']} "
+                        f"| {len(r['events'])} | {_schedule_text(r.get('schedule'))} |"
+                        + (f" error: {r['error']}" if r["error"] else ""))
     if val:
         out += ["", "PBT / best fixed, " + _ratio_line("val_loss", val) + "; " + _ratio_line("test_loss", test) + ".",
                 "", f"Medians over seeds: val_loss PBT {statistics.median(a for a, _ in val):.4f}, fixed "
                     f"{statistics.median(b for _, b in val):.4f}; test_loss PBT {statistics.median(a for a, _ in test):.4f}, "
                     f"fixed {statistics.median(b for _, b in test):.4f}."]
-    if ray_rows:
-        out += ["", "Ray's `PopulationBasedTraining` (asynchronous), same initial configs, vs the same best fixed trial:",
-                "", "| seed | val_loss Ray PBT | val_loss fixed | test_loss Ray PBT | test_loss fixed | test acc. Ray PBT "
-                    "| exploits | epochs |", "|---|---|---|---|---|---|---|---|", *ray_rows]
-        if ray_val:
-            out += ["", "Ray's PBT / best fixed, " + _ratio_line("val_loss", ray_val).replace("PBT lower", "Ray's lower")
-                    + "; " + _ratio_line("test_loss", ray_test).replace("PBT lower", "Ray's lower") + "; medians: "
-                    f"val_loss {statistics.median(a for a, _ in ray_val):.4f}, test_loss "
-                    f"{statistics.median(a for a, _ in ray_test):.4f}."]
+    for x in extras:
+        xv, xt, rows = extra_pairs[x]
+        if not rows:
+            continue
+        title, label, who = DIGITS_EXTRA_LABELS[x]
+        out += ["", f"{title}, same initial configs, vs the same best fixed trial:",
+                "", f"| seed | val_loss {label} | val_loss fixed | test_loss {label} | test_loss fixed | test acc. "
+                    f"{label} | exploits | epochs | winner's lr schedule (ours only) |",
+                "|---|---|---|---|---|---|---|---|---|", *rows]
+        if xv:
+            out += ["", f"{label} / best fixed, " + _ratio_line("val_loss", xv).replace("PBT lower", f"{who} lower")
+                    + "; " + _ratio_line("test_loss", xt).replace("PBT lower", f"{who} lower") + "; medians: "
+                    f"val_loss {statistics.median(a for a, _ in xv):.4f}, test_loss "
+                    f"{statistics.median(a for a, _ in xt):.4f}."]
     return "\n".join(out)
 
 

@@ -151,18 +151,18 @@ def test_digits_render_with_ray_rows_and_sign_test():
 
     md = P.render({"meta": meta, "runs": [run("pbt", ev), run("fixed", worse), run("ray", worse)]})
     assert "exploits/explores lr every 1 epochs" in md and "sign test p = 1" in md
-    assert "| 0 | 0.8000 | 0.8000 | 0.9000 | 0.9000 | 0.8000 | 0 | 1 |" in md  # Ray's row
+    assert "| 0 | 0.8000 | 0.8000 | 0.9000 | 0.9000 | 0.8000 | 0 | 1 |  |" in md  # Ray's row
     assert "Ray's lower in 0 of 1 seeds (1 tied)" in md
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(400)
 def test_a_tiny_run_of_the_noisy_digits_problem(ray_local, tmp_path):
     lines = []
     data = P.run_digits_benchmark("python -m benchmarks pbt --problem digits-noisy ...", seeds=1, epochs=2,
                                   size=4, interval=1, time_limit_s=200, log=lines.append, problem="digits-noisy",
-                                  schedulers=["pbt", "fixed", "ray"])
-    assert [r["scheduler"] for r in data["runs"]] == ["pbt", "fixed", "ray"] and len(lines) == 3
+                                  schedulers=["pbt", "fixed", "ray", "pbt-sync"])
+    assert [r["scheduler"] for r in data["runs"]] == ["pbt", "fixed", "ray", "pbt-sync"] and len(lines) == 4
     for run in data["runs"]:
         assert run["error"] is None, run["error"]
         assert {tid for tid, *_ in run["events"]} and all(e[6] > 0 and e[7] == 0.0 for e in run["events"])
@@ -173,6 +173,26 @@ def test_a_tiny_run_of_the_noisy_digits_problem(ray_local, tmp_path):
     js, md = P.write(data, str(tmp_path / "out"))
     with open(js) as f:
         assert P.render(json.load(f)) == open(md).read().rstrip("\n")
-    assert "Ray's `PopulationBasedTraining`" in open(md).read()
-    with pytest.raises(Exception, match="must include pbt and fixed"):
+    assert "Ray's `PopulationBasedTraining`" in open(md).read() and "synchronous=True" in open(md).read()
+    with pytest.raises(Exception, match="must include fixed and pbt or pbt-sync"):
         P.run_digits_benchmark("c", schedulers=["ray"])
+
+
+def test_digits_render_synchronous_pbt_alone_or_beside_the_asynchronous():
+    ev = [["a", 1, 0.5, 0.9, 0.6, 0.85, 0.1, 0.0]]
+    worse = [["b", 1, 0.8, 0.8, 0.9, 0.8, 0.1, 0.0]]
+    meta = {"kind": "pbt-digits", "title": "t", "command": "c", "date": "d", "machine": "m", "git": "g",
+            "versions": {}, "seeds": 1, "epochs": 1, "population": 1, "interval": 1, "problem": "digits-noisy",
+            "problem_text": "noisy", "mutable": ["lr"], "split": {"val_fraction_held_out": 0.4},
+            "schedulers": ["pbt-sync", "fixed"], "descriptions": P.DIGITS_DESCRIPTIONS}
+
+    def run(name, events):
+        return {"scheduler": name, "seed": 0, "events": events, "configs": {}, "exploits": 0, "wall_s": 1.0,
+                "error": None, "schedule": [[0, 0.1, 0.0]] if name.startswith("pbt") else None}
+
+    md = P.render({"meta": meta, "runs": [run("pbt-sync", ev), run("fixed", worse)]})
+    assert "PBT (synchronous) ranks" in md and "| 0 | 0.5000 | 0.8000 | 0.6000 | 0.9000 |" in md
+    md = P.render({"meta": meta, "runs": [run("pbt", worse), run("fixed", worse), run("pbt-sync", ev)]})
+    assert "PBT (asynchronous) ranks" in md and "Our PBT with `synchronous=True`" in md
+    assert "| 0 | 0.5000 | 0.8000 | 0.6000 | 0.9000 | 0.8500 | 0 | 1 | 0.1@0 |" in md
+    assert "synchronous PBT lower in 1 of 1 seeds" in md
