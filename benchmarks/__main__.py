@@ -10,11 +10,13 @@ Examples::
     python -m benchmarks pbt --seeds 5
     python -m benchmarks list
     python -m benchmarks report bench-results/quick-.../results.json
+    python -m benchmarks merge --out bench-results/both bench-results/a/results.json bench-results/b/results.json
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import sys
 import time
@@ -115,7 +117,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="problems and optimisers, with availability and versions")
     rep = sub.add_parser("report", help="re-render the Markdown of a results.json")
     rep.add_argument("results")
+
+    mrg = sub.add_parser("merge", help="merge several results.json(.gz) of `run` into one result set")
+    mrg.add_argument("--out", required=True, help="output directory (results.json and results.md)")
+    mrg.add_argument("results", nargs="+")
     return ap
+
+
+def _load(path: str) -> dict:
+    """A results.json, gzipped or not (committed result sets are ``results.json.gz``)."""
+    with (gzip.open(path, "rt") if path.endswith(".gz") else open(path)) as f:
+        return json.load(f)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -139,8 +151,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     if args.cmd == "report":
-        with open(args.results) as f:
-            print(report.render(json.load(f)))
+        print(report.render(_load(args.results)))
+        return 0
+
+    if args.cmd == "merge":
+        js, md = runner.write_results(report.merge([_load(path) for path in args.results]), args.out)
+        print(f"wrote {js} and {md}")
         return 0
 
     if args.cmd == "schedulers":

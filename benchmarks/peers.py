@@ -141,15 +141,19 @@ class SearcherOptimizer(Optimizer):
 def _build_ours(name: str, core_options: dict | None = None, **kwargs: Any) -> Callable[[Space, int], Optimizer]:
     """Builder of registry searcher ``name``. An ablation variant (:data:`VARIANTS`) passes
     extra constructor keywords ``kwargs`` and/or ``core_options``: fields of the searcher's
-    ``options_class`` (built at construction, so that torch is imported only when used)."""
+    ``options_class``, a dict for a nested part such as ``"prior"`` (built at construction, so
+    that torch is imported only when used)."""
 
     def build(space: Space, seed: int) -> Optimizer:
         from orchestrator.registry import searcher_class
 
         cls = searcher_class(name)
         extra = dict(kwargs)
-        if core_options:
-            extra["options"] = cls.options_class(**core_options)
+        if core_options:  # a nested dict (e.g. "prior") changes some fields of that part only
+            merged = cls.options_class().as_dict()
+            for key, value in core_options.items():
+                merged[key] = {**merged[key], **value} if isinstance(value, dict) else value
+            extra["options"] = cls.options_class.from_dict(merged)
         searcher = cls(space=space, metric="loss", mode="min", seed=seed, **extra)
         if getattr(searcher, "metric", None) is None or getattr(searcher, "mode", None) is None:
             searcher.set_search_properties("loss", "min", {})
@@ -545,8 +549,18 @@ VARIANTS: dict[str, OptimizerSpec] = {
                           "Huang et al. 2006)", core_options={"noisy_acqf": "aei"}),
     "gp-ei-nei": _variant("gp-ei-nei", "gp-ei", "GP-EI with noisy_acqf='nei' (when noisy: NEI of Letham "
                           "et al. 2019)", core_options={"noisy_acqf": "nei"}),
+    "gp-ei-nei-always": _variant("gp-ei-nei-always", "gp-ei", "GP-EI with noise='noisy' and noisy_acqf='nei' "
+                                 "(NEI on every problem, no noise detection)", noise="noisy",
+                                 core_options={"noisy_acqf": "nei"}),
+    "gp-ei-nei-always-noise4": _variant("gp-ei-nei-always-noise4", "gp-ei", "gp-ei-nei-always with the noise "
+                                        "prior log s2_n ~ N(-4, 2)", noise="noisy",
+                                        core_options={"noisy_acqf": "nei", "prior": {"noise_loc": -4.0}}),
     "gp-ei-nei-sobol": _variant("gp-ei-nei-sobol", "gp-ei", "GP-EI with noisy_acqf='nei' and Sobol start-up",
                                 core_options={"noisy_acqf": "nei"}, startup_design="sobol"),
+    "gp-ei-noise4": _variant("gp-ei-noise4", "gp-ei", "GP-EI with the noise prior log s2_n ~ N(-4, 2) "
+                             "(default N(-8, 2))", core_options={"prior": {"noise_loc": -4.0}}),
+    "gp-ei-noise6": _variant("gp-ei-noise6", "gp-ei", "GP-EI with the noise prior log s2_n ~ N(-6, 2) "
+                             "(default N(-8, 2))", core_options={"prior": {"noise_loc": -6.0}}),
     "gp-ei-sobol": _variant("gp-ei-sobol", "gp-ei", "GP-EI with startup_design='sobol' (scrambled-Sobol "
                             "start-up points)", startup_design="sobol"),
     "gp-ei-random": _variant("gp-ei-random", "gp-ei", "GP-EI with startup_design='random' (uniform "

@@ -19,6 +19,7 @@ Definitions (BENCHMARK-PROTOCOL.md):
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 from typing import Any, Iterable, Mapping, Sequence
@@ -191,6 +192,32 @@ def summary(data: Mapping, baseline: str = "random") -> dict:
                 wtl[(a, b)] = ((pw, pt, pl), (sw, st, sl))
     return {"optima": opt, "table": table, "problems": problems, "optimizers": optimizers,
             "norm": norm, "norm_per_problem": norm_per_problem, "cpu": cpu, "wtl": wtl}
+
+
+def merge(parts: Sequence[Mapping]) -> dict:
+    """One result set from several runs of the harness (e.g. one per optimiser group, or runs
+    split across processes): runs, skips, cost and Tune records concatenated, optimisers and
+    problems united in first-seen order, every part's command kept in ``meta["commands"]``.
+    A run of the same (problem, optimiser, seed, mode) in a later part replaces the earlier one
+    (a rerun with more seeds repeats the first seeds; the harness makes them identical)."""
+    if not parts:
+        raise ValueError("merge: no result sets given")
+    merged = json.loads(json.dumps(parts[0]))  # a deep copy; the parts stay untouched
+    meta = merged["meta"]
+    meta["commands"] = [p["meta"]["command"] for p in parts]
+    meta["command"] = " ; ".join(meta["commands"])
+    meta["wall_s"] = sum(float(p["meta"].get("wall_s") or 0.0) for p in parts)
+    for part in parts[1:]:
+        m = part["meta"]
+        meta["optimizers"] += [o for o in m.get("optimizers", []) if o not in meta["optimizers"]]
+        for key in ("kinds", "descriptions", "budgets"):
+            meta.setdefault(key, {}).update(m.get(key, {}))
+        merged["problems"].update(part.get("problems", {}))
+        for key in ("runs", "skips", "cost", "tune"):
+            merged[key] = list(merged.get(key) or []) + list(part.get(key) or [])
+    latest = {(r["problem"], r["optimizer"], r["seed"], r.get("mode", "sequential")): r for r in merged["runs"]}
+    merged["runs"] = list(latest.values())
+    return merged
 
 
 def render(data: Mapping) -> str:

@@ -12,6 +12,7 @@ and :func:`benchmarks.report.render` turns it into ``results.md``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -115,6 +116,24 @@ def new_result_set(command: str, title: str, seeds: int, budgets: dict, specs, p
         },
         "runs": [], "skips": [], "cost": [], "tune": [], "overhead": None,
     }
+
+
+@contextlib.contextmanager
+def json_logger_only():
+    """Of Tune's automatic per-result loggers (JSON, CSV, TensorBoard) only the JSON one is kept
+    (the result grid reads it; the driver shares 2 busy cores with the trials): Tune's environment
+    variable, set for the block and restored after it, so it never leaks into other Tune runs
+    of the same process (a leaked one made every later run write no ``result.json``)."""
+    key = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
+    before = os.environ.get(key)
+    os.environ[key] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
 
 
 def _single_thread_torch() -> None:

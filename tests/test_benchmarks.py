@@ -281,6 +281,43 @@ def test_cli_run_writes_json_and_markdown(tmp_path, capsys):
     assert "versions:" in printed and "command: python -m benchmarks run" in printed and "date:" in printed
     assert (out / "results.json").exists() and (out / "results.md").exists()
     assert main(["run", "--optimizers", "nope", "--out", str(out)]) == 2
+    assert main(["run", "--optimizers", "tpe", "--problems", "branin", "--seeds", "1", "--budget", "4",
+                 "--in-flight", "3", "--no-cost", "--out", str(out / "k3")]) == 0
+    data = json.loads((out / "k3" / "results.json").read_text())
+    assert data["meta"]["in_flight"] == 3 and [r["mode"] for r in data["runs"]] == ["in-flight-K3"]
+
+
+def test_merge_unites_result_sets_and_a_rerun_replaces_its_seeds(tmp_path, capsys):
+    import gzip
+
+    from benchmarks.__main__ import main
+
+    problems = [get_problem("branin")]
+    specs = peers.optimizer_specs()
+    parts = []
+    for names, n_seeds in ((["random"], 2), (["tpe"], 1), (["random"], 3)):
+        data = runner.new_result_set(f"run {names} {n_seeds}", "t", n_seeds, {"branin": 6},
+                                     [specs[n] for n in names], problems)
+        records, _ = harness.run_grid(problems, [specs[n] for n in names], list(range(n_seeds)), {"branin": 6},
+                                      log=lambda m: None)
+        data["runs"] = [r.to_json() for r in records]
+        parts.append(data)
+    merged = report.merge(parts)
+    assert merged["meta"]["optimizers"] == ["random", "tpe"]
+    assert merged["meta"]["commands"] == [p["meta"]["command"] for p in parts]
+    assert sorted((r["optimizer"], r["seed"]) for r in merged["runs"]) == [
+        ("random", 0), ("random", 1), ("random", 2), ("tpe", 0)]
+    assert len(parts[0]["runs"]) == 2  # the parts are not changed
+
+    paths = []
+    for i, part in enumerate(parts):  # the CLI reads plain and gzipped result sets
+        path = tmp_path / (f"p{i}.json.gz" if i else f"p{i}.json")
+        with (gzip.open(path, "wt") if i else open(path, "w")) as f:
+            json.dump(part, f)
+        paths.append(str(path))
+    assert main(["merge", "--out", str(tmp_path / "m"), *paths]) == 0
+    written = json.loads((tmp_path / "m" / "results.json").read_text())
+    assert len(written["runs"]) == 4 and "| branin | tpe |" in (tmp_path / "m" / "results.md").read_text()
 
 
 def test_missing_peer_is_skipped_with_a_message(monkeypatch):
