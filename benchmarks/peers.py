@@ -149,11 +149,8 @@ def _build_ours(name: str, core_options: dict | None = None, **kwargs: Any) -> C
 
         cls = searcher_class(name)
         extra = dict(kwargs)
-        if core_options:  # a nested dict (e.g. "prior") changes some fields of that part only
-            merged = cls.options_class().as_dict()
-            for key, value in core_options.items():
-                merged[key] = {**merged[key], **value} if isinstance(value, dict) else value
-            extra["options"] = cls.options_class.from_dict(merged)
+        if core_options:  # the searcher merges them into its defaults (nested parts as dicts)
+            extra["options"] = core_options
         searcher = cls(space=space, metric="loss", mode="min", seed=seed, **extra)
         if getattr(searcher, "metric", None) is None or getattr(searcher, "mode", None) is None:
             searcher.set_search_properties("loss", "min", {})

@@ -75,8 +75,11 @@ class GPEISearch(SpaceSearcher):
         noise: ``"auto"`` (detect from the fitted noise), ``"none"`` (incumbent = best
             observed) or ``"noisy"`` (incumbent = best posterior mean at the evaluated
             points; see :mod:`search_algs.core.acquisition`).
-        options: every other setting of the core, a :class:`GPEIOptions` (its ``noise``
-            is replaced by the ``noise`` argument).
+        options: every other setting of the core, a :class:`GPEIOptions` or a mapping of some
+            of its fields (nested parts as mappings too, e.g. ``{"noisy_acqf": "nei", "prior":
+            {"noise_loc": -6}}``, as ``search_options`` in YAML give it); its ``noise`` is
+            replaced by the ``noise`` argument. For noisy objectives ``noise="noisy"`` with
+            ``{"noisy_acqf": "nei"}`` measured best (BENCHMARKS.md C5).
 
     Give Tune a :class:`~ray.tune.search.ConcurrencyLimiter` around this searcher to run
     several trials at once (without one Tune keeps only one pending trial); running trials
@@ -118,10 +121,12 @@ class GPEISearch(SpaceSearcher):
                 f"{me}: 'n_startup' must be an int >= 0 or None, got {n_startup!r}; "
                 f"use e.g. 10, or None for min(10, 2 * d + 1)"
             )
+        if isinstance(options, Mapping):  # from YAML / search_options: fields, nested parts as dicts
+            options = self._options_from_mapping(options)
         if options is not None and not isinstance(options, opts):
             raise ValueError(
-                f"{me}: 'options' must be a {opts.__name__}, got {type(options).__name__}; "
-                f"build one with {opts.__module__}.{opts.__name__}(...)"
+                f"{me}: 'options' must be a {opts.__name__} or a mapping of its fields, got "
+                f"{type(options).__name__}; e.g. {{'noisy_acqf': 'nei', 'prior': {{'noise_loc': -6}}}}"
             )
         base = options or opts()
         self.options = opts.from_dict({**base.as_dict(), "noise": noise})
@@ -134,6 +139,27 @@ class GPEISearch(SpaceSearcher):
         self._core: Any = None
         self._core_space: Space | None = None
         self._core_state: dict | None = None  # restored state, loaded into the next core built
+
+    @classmethod
+    def _options_from_mapping(cls, given: Mapping) -> Any:
+        """``options_class`` from a mapping of some of its fields (the rest default); a nested
+        part (``prior``, ``optimize``) is itself a mapping of some of its fields."""
+        me = cls.__name__
+        merged = cls.options_class().as_dict()
+        unknown = sorted(set(given) - set(merged))
+        if unknown:
+            raise ValueError(f"{me}: unknown 'options' field(s) {unknown}; known: {sorted(merged)}")
+        for key, value in given.items():
+            if isinstance(merged[key], dict):
+                if not isinstance(value, Mapping):
+                    raise ValueError(f"{me}: 'options.{key}' must be a mapping of its fields, got {value!r}")
+                bad = sorted(set(value) - set(merged[key]))
+                if bad:
+                    raise ValueError(f"{me}: unknown 'options.{key}' field(s) {bad}; known: {sorted(merged[key])}")
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = value
+        return cls.options_class.from_dict(merged)
 
     # ---- the core --------------------------------------------------------------------------
 

@@ -93,6 +93,24 @@ def test_sobol_startup_covers_each_dimension_evenly_and_survives_a_restore(tmp_p
     assert configs != drive(make(seed=6, startup_design="sobol", n_startup=8), 8)
 
 
+def test_options_from_a_mapping_as_yaml_gives_them():
+    from search_algs.core.optimize import GPEIOptions as Opts
+    from search_algs.kg import KGSearch
+
+    searcher = GPEISearch(space=SPACE, noise="noisy",
+                          options={"noisy_acqf": "nei", "prior": {"noise_loc": -6, "lengthscale_bounds": [0.01, 100]},
+                                   "optimize": {"n_raw": 256}})
+    opts = searcher.options
+    assert isinstance(opts, Opts) and (opts.noise, opts.noisy_acqf) == ("noisy", "nei")
+    assert opts.prior.noise_loc == -6 and opts.prior.lengthscale_bounds == (0.01, 100)
+    assert opts.prior.noise_scale == Opts().prior.noise_scale and opts.optimize.n_raw == 256
+    assert opts.optimize.n_starts == Opts().optimize.n_starts
+    kg = KGSearch(space=SPACE, options={"prior": {"noise_loc": -6}})
+    assert type(kg.options).__name__ == "KGOptions" and kg.options.prior.noise_loc == -6
+    drive(GPEISearch(space=SPACE, metric="loss", mode="min", seed=0, noise="noisy", n_startup=3,
+                     options={"noisy_acqf": "nei", "optimize": {"n_raw": 128, "n_perturb": 32, "maxiter": 20}}), 5)
+
+
 def test_same_seed_same_sequence_and_every_config_is_valid():
     a, b = make(seed=3), make(seed=3)
     seq_a, seq_b = drive(a, 14), drive(b, 14)
@@ -151,10 +169,16 @@ def test_bad_arguments_are_refused_with_the_value():
         GPEISearch(space=SPACE, n_startup=-1)
     with pytest.raises(ValueError, match="noise.*'loud'"):
         GPEISearch(space=SPACE, noise="loud")
+    with pytest.raises(ValueError, match=r"unknown 'options' field\(s\) \['noisy_acf'\]"):
+        GPEISearch(space=SPACE, options={"noisy_acf": "nei"})
+    with pytest.raises(ValueError, match=r"unknown 'options.prior' field\(s\) \['noise'\]"):
+        GPEISearch(space=SPACE, options={"prior": {"noise": -4}})
+    with pytest.raises(ValueError, match="'noisy_acqf' must be one of"):
+        GPEISearch(space=SPACE, options={"noisy_acqf": "qnei"})
     with pytest.raises(ValueError, match="'startup_design' must be one of .*'lhs'"):
         GPEISearch(space=SPACE, startup_design="lhs")
-    with pytest.raises(ValueError, match="options"):
-        GPEISearch(space=SPACE, options={"noise": "auto"})
+    with pytest.raises(ValueError, match="'options' must be a GPEIOptions or a mapping of its fields, got str"):
+        GPEISearch(space=SPACE, options="fast")
 
 
 def test_tune_run_completes_and_searcher_sees_every_trial(ray_local, tmp_path):
