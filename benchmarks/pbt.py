@@ -36,7 +36,6 @@ Q ever reported and the steps trained by the whole population (results).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -50,6 +49,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from benchmarks.runner import json_logger_only
+
 SCHEDULERS = ("ours", "ray", "ours-sync", "ray-sync", "fifo")
 DESCRIPTIONS = {
     "ours": "schedulers.pbt.PBTScheduler (asynchronous), population from RandomSearch(points_to_evaluate)",
@@ -60,23 +61,6 @@ DESCRIPTIONS = {
     "fifo": "no PBT (FIFOScheduler): every member keeps its initial h",
 }
 METRIC, MODE = "Q", "max"
-
-
-@contextlib.contextmanager
-def _json_logger_only():
-    """Of Tune's automatic per-result loggers (JSON, CSV, TensorBoard) only the JSON one is kept
-    (the result grid reads it; the driver shares 2 busy cores with the trials): Tune's environment
-    variable, set for the run and restored after it, so it never leaks into other Tune runs."""
-    key = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
-    before = os.environ.get(key)
-    os.environ[key] = "1"
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = before
 
 
 # ---- the trainable -------------------------------------------------------------------------
@@ -193,7 +177,7 @@ def run_one(scheduler: str, seed: int, steps: int = 80, size: int = 4, interval:
         search_alg, num_samples = ConcurrencyLimiter(searcher, max_concurrent=size), size
     t0 = time.perf_counter()
     try:
-        with _json_logger_only(), tempfile.TemporaryDirectory(prefix="bench-pbt-") as storage:
+        with json_logger_only(), tempfile.TemporaryDirectory(prefix="bench-pbt-") as storage:
             tuner = tune.Tuner(
                 tune.with_resources(toy_trainable, {"cpu": num_cpus / size}),
                 param_space=param_space,
@@ -495,6 +479,11 @@ def _digits_recorder():
             self.events: list = []  # [trial_id, training_iteration, *DIGITS_FIELDS]
             self.configs: dict = {}
 
+        def on_trial_start(self, iteration, trials, trial, **info):
+            # the starting config: by the time callbacks see a result, Ray's PBT may already have
+            # changed trial.config in its own on_trial_result (an exploit at the first result)
+            self.configs.setdefault(trial.trial_id, {k: trial.config[k] for k in ("lr", "momentum")})
+
         def on_trial_result(self, iteration, trials, trial, result, **info):
             self.configs.setdefault(trial.trial_id, {k: trial.config[k] for k in ("lr", "momentum")})
             self.events.append([trial.trial_id, int(result["training_iteration"])]
@@ -563,7 +552,7 @@ def run_digits_one(scheduler: str, seed: int, epochs: int = 12, size: int = 4, i
         search_alg, num_samples = ConcurrencyLimiter(searcher, max_concurrent=size), size
     t0 = time.perf_counter()
     try:
-        with _json_logger_only(), tempfile.TemporaryDirectory(prefix="bench-pbt-digits-") as storage:
+        with json_logger_only(), tempfile.TemporaryDirectory(prefix="bench-pbt-digits-") as storage:
             tuner = tune.Tuner(
                 tune.with_resources(digits_trainable, {"cpu": num_cpus / size}),
                 param_space=param_space,

@@ -58,6 +58,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from benchmarks.runner import json_logger_only
+
 SCHEDULERS = ("fifo", "asha", "asha-promotion", "ray-asha")
 DESCRIPTIONS = {
     "fifo": "Tune's FIFOScheduler: every trial trains max_t epochs",
@@ -162,16 +164,13 @@ def run_one(scheduler: str, seed: int, n_trials: int, concurrency: int = 4, num_
     from search_algs.random_search import RandomSearch
     from search_algs.space import Space
 
-    # Of Tune's automatic per-result loggers (JSON, CSV, TensorBoard) only the JSON one is kept
-    # (the result grid reads it): the driver shares 2 busy cores with the trials.
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     from ray.tune.logger import JsonLoggerCallback
 
     rec = SchedRun(scheduler, seed, n_trials)
     recorder = _recorder()
     t0 = time.perf_counter()
     try:
-        with tempfile.TemporaryDirectory(prefix="bench-sched-") as storage:
+        with json_logger_only(), tempfile.TemporaryDirectory(prefix="bench-sched-") as storage:
             searcher = ConcurrencyLimiter(
                 RandomSearch(Space.of(space_template(seed, max_t)), metric=METRIC, mode=MODE, seed=seed),
                 max_concurrent=concurrency)
