@@ -24,7 +24,7 @@ from search_algs.space import Space
 
 logger = logging.getLogger(__name__)
 
-STARTUP_DESIGNS = ("sobol", "random")
+STARTUP_DESIGNS = ("random", "sobol")
 MAX_GRID = 4096  # discrete parameters with more grid points are searched as continuous ones
 
 
@@ -69,9 +69,10 @@ class GPEISearch(SpaceSearcher):
             the model is used; counts finished and running trials. Default
             ``min(10, 2 * d + 1)`` for ``d`` parameters. The model also needs two finished
             trials with a finite metric; until then draws stay random.
-        startup_design: how the start-up points are drawn: ``"sobol"`` (default for GP-EI: the
-            first points of a scrambled Sobol sequence, seeded by the searcher's generator, so
-            the start-up covers the space evenly) or ``"random"`` (independent uniform draws).
+        startup_design: how the start-up points are drawn: ``"random"`` (default: independent
+            uniform draws, ``Space.sample_flat``) or ``"sobol"`` (the first points of a scrambled
+            Sobol sequence seeded by the searcher's generator: even coverage; measured no better
+            over 50 seeds on Branin and Hartmann6, BENCHMARKS.md C5).
         noise: ``"auto"`` (detect from the fitted noise), ``"none"`` (incumbent = best
             observed) or ``"noisy"`` (incumbent = best posterior mean at the evaluated
             points; see :mod:`search_algs.core.acquisition`).
@@ -113,7 +114,7 @@ class GPEISearch(SpaceSearcher):
         if startup_design not in STARTUP_DESIGNS:
             raise ValueError(
                 f"{me}: 'startup_design' must be one of {STARTUP_DESIGNS}, got {startup_design!r}; "
-                f"use 'sobol' (even coverage) or 'random'"
+                f"use 'random' (the default) or 'sobol' (even coverage)"
             )
         if n_startup is not None and (isinstance(n_startup, bool) or not isinstance(n_startup, (int, np.integer))
                                       or n_startup < 0):
