@@ -137,17 +137,25 @@ def test_digits_noisy_problem_space_labels_and_initial_configs():
     assert P.sign_test_p(5, 10) == 1.0 and math.isnan(P.sign_test_p(0, 0))
 
 
-def test_digits_render_with_ray_rows_and_sign_test():
-    ev = [["a", 1, 0.5, 0.9, 0.6, 0.85, 0.1, 0.0]]
-    worse = [["b", 1, 0.8, 0.8, 0.9, 0.8, 0.1, 0.0]]
-    meta = {"kind": "pbt-digits", "title": "t", "command": "c", "date": "d", "machine": "m", "git": "g",
+# recorder events: [trial, epoch, *P.DIGITS_FIELDS] (val_loss, val_accuracy, test_loss, test_accuracy, lr, momentum)
+EV = [["a", 1, 0.5, 0.9, 0.6, 0.85, 0.1, 0.0]]
+WORSE = [["b", 1, 0.8, 0.8, 0.9, 0.8, 0.1, 0.0]]
+
+
+def _digits_meta(schedulers):
+    return {"kind": "pbt-digits", "title": "t", "command": "c", "date": "d", "machine": "m", "git": "g",
             "versions": {}, "seeds": 1, "epochs": 1, "population": 1, "interval": 1, "problem": "digits-noisy",
             "problem_text": "noisy", "mutable": ["lr"], "split": {"val_fraction_held_out": 0.4},
-            "schedulers": ["pbt", "fixed", "ray"], "descriptions": P.DIGITS_DESCRIPTIONS}
+            "schedulers": schedulers, "descriptions": P.DIGITS_DESCRIPTIONS}
 
-    def run(name, events):
-        return {"scheduler": name, "seed": 0, "events": events, "configs": {}, "exploits": 0, "wall_s": 1.0,
-                "error": None, "schedule": None}
+
+def _digits_run(name, events, schedule=None):
+    return {"scheduler": name, "seed": 0, "events": events, "configs": {}, "exploits": 0, "wall_s": 1.0,
+            "error": None, "schedule": schedule}
+
+
+def test_digits_render_with_ray_rows_and_sign_test():
+    ev, worse, meta, run = EV, WORSE, _digits_meta(["pbt", "fixed", "ray"]), _digits_run
 
     md = P.render({"meta": meta, "runs": [run("pbt", ev), run("fixed", worse), run("ray", worse)]})
     assert "exploits/explores lr every 1 epochs" in md and "sign test p = 1" in md
@@ -179,16 +187,10 @@ def test_a_tiny_run_of_the_noisy_digits_problem(ray_local, tmp_path):
 
 
 def test_digits_render_synchronous_pbt_alone_or_beside_the_asynchronous():
-    ev = [["a", 1, 0.5, 0.9, 0.6, 0.85, 0.1, 0.0]]
-    worse = [["b", 1, 0.8, 0.8, 0.9, 0.8, 0.1, 0.0]]
-    meta = {"kind": "pbt-digits", "title": "t", "command": "c", "date": "d", "machine": "m", "git": "g",
-            "versions": {}, "seeds": 1, "epochs": 1, "population": 1, "interval": 1, "problem": "digits-noisy",
-            "problem_text": "noisy", "mutable": ["lr"], "split": {"val_fraction_held_out": 0.4},
-            "schedulers": ["pbt-sync", "fixed"], "descriptions": P.DIGITS_DESCRIPTIONS}
+    ev, worse, meta = EV, WORSE, _digits_meta(["pbt-sync", "fixed"])
 
     def run(name, events):
-        return {"scheduler": name, "seed": 0, "events": events, "configs": {}, "exploits": 0, "wall_s": 1.0,
-                "error": None, "schedule": [[0, 0.1, 0.0]] if name.startswith("pbt") else None}
+        return _digits_run(name, events, [[0, 0.1, 0.0]] if name.startswith("pbt") else None)
 
     md = P.render({"meta": meta, "runs": [run("pbt-sync", ev), run("fixed", worse)]})
     assert "PBT (synchronous) ranks" in md and "| 0 | 0.5000 | 0.8000 | 0.6000 | 0.9000 |" in md
