@@ -317,6 +317,39 @@ def test_a_retried_create_run_leaves_one_run_per_trial(mlflow_server, tmp_path):
 
 # ----- sqlite store without a server: replay, PBT, limits, pickling ----------------------------
 
+def test_a_duplicate_child_run_is_merged_into_one_at_finish(sqlite_uri, tmp_path, caplog):
+    """Two runs for one trial (seen in a crash-and-resume test, cause not pinned down): at finish
+    the oldest keeps every point and the end status, the copy is deleted."""
+    from mlflow.entities import Metric
+
+    tracker = MLflowTracking(sqlite_uri, "dup-child", outbox_dir=str(tmp_path / "ob"), linger_s=0.0)
+    parent_id = tracker.start()
+    trials = [_trial("a", {"lr": 0.1}), _trial("b", {"lr": 0.2})]
+    for t in trials:
+        tracker.on_trial_start(iteration=0, trials=trials, trial=t)
+    _report(tracker, trials[0], 1, loss=1.0)
+    assert tracker.flush(30)
+    client = _client(sqlite_uri)
+    original = _children(_runs(sqlite_uri, "dup-child"), parent_id)["a"]
+    copy = client.create_run(original.info.experiment_id, run_name="a", start_time=original.info.start_time + 1,
+                             tags={k: v for k, v in original.data.tags.items() if not k.startswith("mlflow.r")})
+    client.log_batch(copy.info.run_id, metrics=[Metric("loss", 0.5, 5, 2)])  # a step only the copy has
+    client.set_terminated(copy.info.run_id, status="FINISHED", end_time=6)
+    _report(tracker, trials[1], 1, loss=2.0)
+    tracker.on_trial_complete(iteration=0, trials=trials, trial=trials[1])
+    with caplog.at_level("WARNING"):
+        tracker.finish({"lr": 0.1}, 0.5, "loss")
+
+    runs = _runs(sqlite_uri, "dup-child")
+    children = [r for r in runs if r.data.tags.get(PARENT_TAG) == parent_id]
+    assert sorted(c.data.tags["trial_id"] for c in children) == ["a", "b"]
+    kept = next(c for c in children if c.data.tags["trial_id"] == "a")
+    assert kept.info.run_id == original.info.run_id and kept.info.status == "FINISHED"
+    assert [s for s, _, _ in _history(sqlite_uri, kept.info.run_id, "loss")] == [1, 2]
+    assert client.get_run(copy.info.run_id).info.lifecycle_stage == "deleted"
+    assert "had 2 child runs; merged into the oldest" in caplog.text
+
+
 def test_replaying_an_outbox_twice_lands_each_point_once(sqlite_uri, tmp_path):
     outbox = str(tmp_path / "ob")
     tracker = MLflowTracking(sqlite_uri, "replay", outbox_dir=outbox, params={"n": 2}, linger_s=0.0)

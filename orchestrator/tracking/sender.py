@@ -355,21 +355,63 @@ class Sender:
             tag = json.dumps(changed, sort_keys=True)[:MAX_TAG_VALUE_LENGTH]
             buf.tags[f"config_history/{step}"] = tag
 
-    def _finish(self, rec: dict) -> None:
-        status, ts = rec["status"], int(rec["ts"])
-        page_token = None
+    def _children_runs(self, extra_filter: str = "") -> list:
+        """Every active child run of the parent (all pages)."""
+        runs, page_token = [], None
         while True:
             page = self.client.search_runs(
                 [self.experiment_id],
-                filter_string=(f"tags.`{PARENT_TAG}` = {_quote(self.parent_run_id)} "
-                               "and attributes.status = 'RUNNING'"),
+                filter_string=f"tags.`{PARENT_TAG}` = {_quote(self.parent_run_id)}{extra_filter}",
                 max_results=1000, page_token=page_token,
             )
-            for run in page:
-                self.client.set_terminated(run.info.run_id, status="KILLED", end_time=ts)
+            runs += list(page)
             page_token = page.token
             if not page_token:
-                break
+                return runs
+
+    def merge_duplicate_children(self) -> int:
+        """One child run per trial, whatever happened: where several active runs carry the same
+        ``trial_uid`` (seen rarely in crash-and-resume runs, cause not yet pinned down), the
+        oldest keeps every metric point, param and status of the others, which are then deleted.
+        Re-sent points are not doubled (a point is stored once per key, value, time and step).
+        Returns how many runs were merged away."""
+        groups: dict[str, list] = {}
+        for run in self._children_runs():
+            uid = run.data.tags.get(TRIAL_UID_TAG)
+            if uid:
+                groups.setdefault(uid, []).append(run)
+        merged = 0
+        for uid, runs in groups.items():
+            if len(runs) < 2:
+                continue
+            runs.sort(key=lambda r: (r.info.start_time or 0, r.info.run_id))
+            keep, extra = runs[0], runs[1:]
+            buf = _Buffer()
+            for dup in extra:
+                for key in dup.data.metrics:
+                    buf.metrics += [(key, m.value, m.timestamp, m.step)
+                                    for m in self.client.get_metric_history(dup.info.run_id, key)]
+                buf.params.update({k: v for k, v in dup.data.params.items() if k not in keep.data.params})
+            self._flush(keep.info.run_id, buf)
+            ended = [d for d in extra if d.info.status != "RUNNING"]
+            if keep.info.status == "RUNNING" and ended:  # the trial's end went to a copy
+                last = max(ended, key=lambda d: d.info.end_time or 0)
+                self.client.set_terminated(keep.info.run_id, status=last.info.status, end_time=last.info.end_time)
+            for dup in extra:
+                self.client.delete_run(dup.info.run_id)
+            merged += len(extra)
+            logger.warning("MLflow: trial %s had %d child runs; merged into the oldest, %s (deleted %s)",
+                           uid, len(runs), keep.info.run_id, [d.info.run_id for d in extra])
+            trial = keep.data.tags.get(TRIAL_ID_TAG)
+            if trial is not None:
+                self._children.pop(trial, None)  # looked up again if needed
+        return merged
+
+    def _finish(self, rec: dict) -> None:
+        status, ts = rec["status"], int(rec["ts"])
+        self.merge_duplicate_children()
+        for run in self._children_runs(" and attributes.status = 'RUNNING'"):
+            self.client.set_terminated(run.info.run_id, status="KILLED", end_time=ts)
         for child in self._children.values():
             if child.status == "RUNNING":
                 child.status = "KILLED"
