@@ -567,6 +567,14 @@ VARIANTS: dict[str, OptimizerSpec] = {
     "kg-wide": _variant("kg-wide", "kg", "KG with decision_set='wide' (the candidate set of every step holds "
                         "Sobol points, the mean's minimiser and neighbours of the incumbents; the default "
                         "before C4)", core_options={"decision_set": "wide"}),
+    "kg-noise4": _variant("kg-noise4", "kg", "KG with the noise prior log s2_n ~ N(-4, 1), s2_n >= 1e-4 "
+                          "(BoTorch's noise prior; default N(-8, 2), s2_n >= 1e-6)",
+                          core_options={"prior": {"noise_loc": -4.0, "noise_scale": 1.0, "min_noise": 1e-4}}),
+    "kg-hvarfner": _variant("kg-hvarfner", "kg", "KG with BoTorch's priors: lengthscales log l ~ N(sqrt(2) + "
+                            "log(D)/2, sqrt(3)) (Hvarfner et al. 2024 as published) and the noise prior of "
+                            "kg-noise4", core_options={"prior": {
+                                "lengthscale_loc": 2 ** 0.5, "lengthscale_scale": 3 ** 0.5,
+                                "noise_loc": -4.0, "noise_scale": 1.0, "min_noise": 1e-4}}),
     "kg-observed": _variant("kg-observed", "kg", "KG with decision_set='observed' (candidate set = the "
                             "evaluated points: KGCP)", core_options={"decision_set": "observed"}),
 }
