@@ -122,14 +122,25 @@ STATE_PATTERN = "experiment_state-*.json"
 
 
 def repair_experiment_state(experiment_path: str, ray_temp_roots: list[str] | None = None) -> str | None:
-    """Make the newest Tune experiment snapshot readable before a resume; return the path of the
-    intact copy used, or ``None`` when nothing needed repair.
+    """Make the newest Tune experiment snapshot whole and self-consistent before a resume; return
+    the staging folder whose copy was put back, or ``None`` when nothing needed repair.
 
-    Tune rewrites ``experiment_state-<session>.json`` in place, first in the driver's staging
-    folder (under Ray's session directory) and then by copying it into the experiment folder.
-    A driver killed during the copy leaves the experiment folder's file cut off, and a resume
-    from it would not know which trials had finished. The staging copy is then intact (it was
-    complete before the copy began), so it is put back. Local experiment folders only.
+    A snapshot is three files with one session suffix: ``experiment_state-<s>.json`` (the trials),
+    ``search_gen_state-<s>.json`` (a pickle, despite its name, holding how many trials the search
+    has created) and ``searcher-state-<s>.pkl`` (the searcher). Tune rewrites them in place, first
+    in the driver's staging folder (under Ray's session directory), then copies them one by one
+    into the experiment folder, from a background thread. A driver killed meanwhile leaves the
+    experiment folder with
+
+    * a file cut off: the resume would not know which trials had finished;
+    * files from two moments: seen here, a search counting six trials beside a trial list of five,
+      so the resume never ran the sixth;
+    * the whole snapshot one step behind: a trial started just before the crash is not in it, so
+      the resume creates it again under a new id (and MLflow gets a run for each).
+
+    The staging copy is complete and at least as new (Tune writes it before copying it), so when
+    it differs from the experiment folder's and is itself consistent, it is put back. Local
+    experiment folders only.
     """
     import glob
     import shutil
@@ -139,31 +150,87 @@ def repair_experiment_state(experiment_path: str, ray_temp_roots: list[str] | No
         return None
     folder = experiment_path.removeprefix("file://")
     snapshots = sorted(glob.glob(os.path.join(folder, STATE_PATTERN)))
-    if not snapshots or _is_json(snapshots[-1]):
+    if not snapshots:
         return None
     newest = snapshots[-1]
+    session = os.path.basename(newest)[len("experiment_state-"):-len(".json")]
     roots = ray_temp_roots or list(dict.fromkeys(
         p for p in (os.environ.get("RAY_TMPDIR"), "/tmp/ray", os.path.join(tempfile.gettempdir(), "ray")) if p))
     name = os.path.basename(folder.rstrip("/"))
-    copies = [c for root in roots for c in glob.glob(os.path.join(
+    staged = [os.path.dirname(c) for root in roots for c in glob.glob(os.path.join(
         glob.escape(root), "session_*", "artifacts", "*", glob.escape(name), "driver_artifacts",
         os.path.basename(newest)))]
-    copies = sorted((c for c in copies if _is_json(c)), key=os.path.getmtime)
-    if not copies:
-        older = f" the previous snapshot {os.path.basename(snapshots[-2])} (trials since then run again)," \
-            if len(snapshots) > 1 else ""
-        raise ResumeError(
-            f"resume: {newest} was cut off when the driver died while writing it, and no intact copy "
-            f"is left in Ray's session folders ({', '.join(roots)}); to resume from{older or ' scratch'} "
-            f"delete that file and run the resume again"
-        )
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".repair-")
-    os.close(fd)
-    shutil.copyfile(copies[-1], tmp)
-    os.replace(tmp, newest)
-    logger.warning("resume: %s was cut off by the crash; restored it from Tune's staging copy %s",
-                   newest, copies[-1])
-    return copies[-1]
+    problems = {d: _snapshot_problem(d, session) for d in staged}
+    problem = _snapshot_problem(folder, session)
+    # A consistent staging copy wins; a whole but inconsistent one only replaces a cut-off file.
+    staged = [d for d in staged if problems[d] is None] or (
+        [d for d in staged if not problems[d].startswith("cut off")] if problem and problem.startswith("cut off")
+        else [])
+    staged.sort(key=lambda d: os.path.getmtime(os.path.join(d, os.path.basename(newest))))
+    if not staged:
+        if problem is None:
+            return None
+        if problem.startswith("cut off"):
+            older = f" the previous snapshot {os.path.basename(snapshots[-2])} (trials since then run again)," \
+                if len(snapshots) > 1 else ""
+            raise ResumeError(
+                f"resume: {newest} was cut off when the driver died while writing it, and no intact copy "
+                f"is left in Ray's session folders ({', '.join(roots)}); to resume from{older or ' scratch'} "
+                f"delete that file and run the resume again"
+            )
+        logger.warning("resume: the snapshot in %s is %s, and no intact copy is left in Ray's session "
+                       "folders (%s); the resume may skip a trial or run one twice", folder, problem,
+                       ", ".join(roots))
+        return None
+    source = staged[-1]
+    files = _snapshot_files(source, session)
+    if problem is None and all(_same_bytes(os.path.join(source, f), os.path.join(folder, f)) for f in files):
+        return None
+    for f in files:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".repair-")
+        os.close(fd)
+        shutil.copyfile(os.path.join(source, f), tmp)
+        os.replace(tmp, os.path.join(folder, f))
+    logger.warning("resume: the snapshot in %s was %s when the driver died; put back Tune's staging "
+                   "copy from %s", folder, problem or "behind Tune's staging copy", source)
+    return source
+
+
+def _snapshot_files(folder: str, session: str) -> list[str]:
+    """The snapshot files of ``session`` in ``folder`` (trials, search, searcher, callbacks)."""
+    return sorted(f for f in os.listdir(folder)
+                  if f.endswith((f"-{session}.json", f"-{session}.pkl")) and os.path.isfile(os.path.join(folder, f)))
+
+
+def _snapshot_problem(folder: str, session: str) -> str | None:
+    """What is wrong with the snapshot of ``session`` in ``folder``, or ``None``."""
+    import json
+    import pickle
+
+    try:
+        with open(os.path.join(folder, f"experiment_state-{session}.json"), encoding="utf-8") as f:
+            trials = len(json.load(f)["trial_data"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "cut off (experiment_state unreadable)"
+    search_state = os.path.join(folder, f"search_gen_state-{session}.json")
+    if not os.path.exists(search_state):
+        return None  # no search generator state: nothing to be consistent with
+    try:
+        with open(search_state, "rb") as f:
+            counter = pickle.load(f)["counter"]
+    except Exception:  # noqa: BLE001 - a cut-off pickle fails in many ways
+        return "cut off (search_gen_state unreadable)"
+    if counter != trials:
+        return f"inconsistent (the search had created {counter} trials, the trial list holds {trials})"
+    return None
+
+
+def _same_bytes(a: str, b: str) -> bool:
+    try:
+        with open(a, "rb") as fa, open(b, "rb") as fb:
+            return fa.read() == fb.read()
+    except OSError:
+        return False
 
 
 def _is_json(path: str) -> bool:

@@ -371,7 +371,7 @@ class Sender:
 
     def merge_duplicate_children(self) -> int:
         """One child run per trial, whatever happened: where several active runs carry the same
-        ``trial_uid`` (seen rarely in crash-and-resume runs, cause not yet pinned down), the
+        ``trial_uid`` (a safety net for crash-and-resume runs and lost create replies), the
         oldest keeps every metric point, param and status of the others, which are then deleted.
         Re-sent points are not doubled (a point is stored once per key, value, time and step).
         Returns how many runs were merged away."""
