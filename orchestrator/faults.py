@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import re
 import time
 from typing import Any
@@ -205,7 +206,6 @@ def _snapshot_files(folder: str, session: str) -> list[str]:
 def _snapshot_problem(folder: str, session: str) -> str | None:
     """What is wrong with the snapshot of ``session`` in ``folder``, or ``None``."""
     import json
-    import pickle
 
     try:
         with open(os.path.join(folder, f"experiment_state-{session}.json"), encoding="utf-8") as f:
@@ -217,12 +217,36 @@ def _snapshot_problem(folder: str, session: str) -> str | None:
         return None  # no search generator state: nothing to be consistent with
     try:
         with open(search_state, "rb") as f:
-            counter = pickle.load(f)["counter"]
-    except Exception:  # noqa: BLE001 - a cut-off pickle fails in many ways
-        return "cut off (search_gen_state unreadable)"
+            counter = _OpaqueUnpickler(f).load()["counter"]
+    except (EOFError, pickle.UnpicklingError):
+        return "cut off (search_gen_state ends early)"
+    except Exception:  # noqa: BLE001 - unreadable here for another reason: not judged
+        return None
     if counter != trials:
         return f"inconsistent (the search had created {counter} trials, the trial list holds {trials})"
     return None
+
+
+class _Opaque:
+    """Stands in for every class in a Tune pickle: the counter is a plain int and the user's
+    trainable (referenced by the pickled Experiment) need not be importable here."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "_Opaque":
+        return object.__new__(cls)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+    def __call__(self, *args: Any, **kwargs: Any) -> "_Opaque":
+        return _Opaque()
+
+
+class _OpaqueUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        return _Opaque
 
 
 def _same_bytes(a: str, b: str) -> bool:
