@@ -142,6 +142,17 @@ def test_ctrl_c_stops_gracefully_and_says_how_to_resume(ray_local, tmp_path):
     assert not result.interrupted
 
 
+def finished_run(tmp_path: pathlib.Path, name: str, num_samples: int, max_concurrent: int, seed: int):
+    """A small finished run of ``slow_steps`` (no MLflow): ``(result, marker folder)``."""
+    log_dir = tmp_path / "markers"
+    log_dir.mkdir()
+    result = orchestrator.tune(slow_steps, {"x": Float(0.0, 1.0), "log_dir": str(log_dir)}, metric="loss",
+                               mode="min", num_samples=num_samples, max_concurrent=max_concurrent,
+                               resources={"cpu": 0.5}, seed=seed, storage_path=str(tmp_path / "runs"),
+                               tracking_uri="", name=name, verbose=0)
+    return result, log_dir
+
+
 @pytest.mark.parametrize("crash", ["files from two moments", "one step behind"])
 def test_a_snapshot_left_inconsistent_or_behind_by_the_crash_is_put_back_from_staging(ray_local, tmp_path, crash):
     """Tune copies its snapshot files into the experiment folder one by one, in the background.
@@ -152,11 +163,7 @@ def test_a_snapshot_left_inconsistent_or_behind_by_the_crash_is_put_back_from_st
 
     from ray import cloudpickle
 
-    log_dir = tmp_path / "markers"
-    log_dir.mkdir()
-    first = orchestrator.tune(slow_steps, {"x": Float(0.0, 1.0), "log_dir": str(log_dir)}, metric="loss",
-                              mode="min", num_samples=3, max_concurrent=1, resources={"cpu": 0.5}, seed=3,
-                              storage_path=str(tmp_path / "runs"), tracking_uri="", name="behind", verbose=0)
+    first, log_dir = finished_run(tmp_path, "behind", num_samples=3, max_concurrent=1, seed=3)
     before = markers(log_dir)
     ids = sorted(first.trials["trial_id"])
     folder = pathlib.Path(first.experiment_path)
@@ -181,11 +188,7 @@ def test_a_snapshot_left_inconsistent_or_behind_by_the_crash_is_put_back_from_st
 def test_a_snapshot_cut_off_by_the_crash_is_repaired_from_tunes_staging_copy(ray_local, tmp_path):
     from orchestrator.faults import ResumeError, repair_experiment_state
 
-    log_dir = tmp_path / "markers"
-    log_dir.mkdir()
-    first = orchestrator.tune(slow_steps, {"x": Float(0.0, 1.0), "log_dir": str(log_dir)}, metric="loss",
-                              mode="min", num_samples=2, max_concurrent=2, resources={"cpu": 0.5}, seed=1,
-                              storage_path=str(tmp_path / "runs"), tracking_uri="", name="cut-off", verbose=0)
+    first, log_dir = finished_run(tmp_path, "cut-off", num_samples=2, max_concurrent=2, seed=1)
     before = markers(log_dir)
     (snapshot,) = pathlib.Path(first.experiment_path).glob("experiment_state-*.json")
     whole = snapshot.read_bytes()
