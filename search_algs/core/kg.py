@@ -71,8 +71,10 @@ Design choices
   gave KG its lead on Hartmann6 with noise 0.1, the observed one does better on f21 and loses that
   lead; alternating kept both (10 seeds x 50 on five noisy problems: better than the wide set on
   28 seed pairs, worse on 17; f21 4.03 vs 6.13, Hartmann6 0.1 0.152 vs 0.237; not significant).
-  The fitted noise cannot choose between them: it is ~3e-4 of the signal variance on Hartmann6
-  at noise 0.1 and 0.5 alike, 3e-4-7e-4 on f21.
+  The fitted noise cannot choose between them: in KG's runs the noise-to-signal ratio stays near
+  the prior's ~3e-4 for most steps even on Hartmann6 with noise 0.5 (above 1e-3 in 12-50 % of the
+  steps; found only near the end, 0.09-2.9 at n = 50) and on f21 (0-55 %; BENCHMARKS.md C6). At
+  30 seeds neither set is better on Hartmann6 with noise 0.5 (15/15 seed pairs).
 * **Baseline** ``a*`` is the best over ``C`` alone, a constant of the suggestion step (the
   tutorial's ``mu*_n``, approximated by ``C``, which holds the mean's minimiser). Subtracting
   ``max(a*, a(x))`` instead (the textbook discrete KG) would put a kink into ``KG`` wherever
