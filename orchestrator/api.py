@@ -20,12 +20,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator import cluster, registry
+from orchestrator import cluster, registry, state_seal
+from orchestrator.components import build_scheduler, build_searcher  # noqa: F401 - built in one place
 from orchestrator.faults import HangWatchdog, explain_error, repair_experiment_state
+from orchestrator.redaction import trial_dirname, trial_name
 from orchestrator.spec import ExperimentSpec, SpecError
+from orchestrator.tracking.preflight import check_reachable as check_tracking_reachable
 from search_algs.base import SpaceSearcher
 from search_algs.converters import to_ray_param_space
-from search_algs.errors import SpaceError
+from search_algs.errors import SpaceError, TuneorchError
 from search_algs.result_cache import ResultCache
 
 logger = logging.getLogger(__name__)
@@ -75,44 +78,104 @@ class TuningResult:
 
         return export_parquet(self.experiment_path, out)
 
-    def summary(self) -> str:
-        """A human-readable table of the outcome."""
+    def summary(self, width: int | None = None) -> str:
+        """A human-readable table of the outcome (values under secret-looking keys as ``***``),
+        ``width`` columns at most (default: the terminal's, 80 when not a terminal): config
+        values are abbreviated, sentences, paths and commands continue on the next lines."""
+        from orchestrator.console import shorter_path, shorter_uri, table
+        from orchestrator.redaction import redact_config
+
         rows = [
             ("best metric", f"{self.metric} = {self.best_metric:.6g}" if self.best_metric is not None
              else f"none: {self.note or 'no trial reported it'}"),
             ("best trial", self.best_trial_id or "none"),
         ]
-        for key, value in sorted(_flatten(self.best_config or {}).items()):
-            rows.append((f"  {key}", _short(value)))
+        for key, value in sorted(_flatten(redact_config(self.best_config or {})).items()):
+            rows.append((f"  {key}", _short(value), "cut"))
         if self.recommended_config is not None and self.recommended_config != self.best_config:
             rows.append(("searcher recommends", "(best posterior mean; the objective looks noisy)"))
-            for key, value in sorted(_flatten(self.recommended_config).items()):
-                rows.append((f"  {key}", _short(value)))
+            for key, value in sorted(_flatten(redact_config(self.recommended_config)).items()):
+                rows.append((f"  {key}", _short(value), "cut"))
         if self.held_out is not None:
             rows.extend(self.held_out.summary_rows())
-        statuses = self.trials["status"].value_counts().to_dict() if self.trials is not None and len(self.trials) else {}
-        rows.append(("trials", ", ".join(f"{n} {s.lower()}" for s, n in sorted(statuses.items())) or "none"))
+        rows.append(("trials", _trial_counts(self.trials)))
         if self.cache_hits:
             rows.append(("cached", f"{len(self.cache_hits)} proposals equal to a trained config: "
                                    f"its result was reused, not retrained"))
         for trial_id, message in sorted(self.errors.items()):
             rows.append((f"  error {trial_id}", message.strip().splitlines()[-1][:200] if message else "?"))
-        rows.append(("experiment", self.experiment_path))
-        rows.append(("resume with", f"tuneorch resume {self.experiment_path}"))
+        experiment = shorter_path(self.experiment_path)
+        rows.append(("experiment", experiment))
+        rows.append(("resume with", f"tuneorch resume {experiment}"))
         if self.tracking_uri:
-            rows.append(("mlflow records", self.tracking_uri))
+            rows.append(("mlflow records", shorter_uri(self.tracking_uri)))
             if self.mlflow_run_id:
                 rows.append(("mlflow parent run", self.mlflow_run_id))
-            rows.append(("open the UI", ui_command(self.tracking_uri)))
-        width = max(len(k) for k, _ in rows)
-        line = "-" * (width + 3 + max(len(str(v)) for _, v in rows))
-        return "\n".join([line] + [f"{k.ljust(width)} | {v}" for k, v in rows] + [line])
+            url = mlflow_run_url(self.tracking_uri, self.mlflow_experiment_id, self.mlflow_run_id)
+            if self.tracking_uri.startswith(("http://", "https://")):
+                rows.append(("open the run", url or self.tracking_uri))
+            else:
+                rows.append(("open the UI", ui_command(self.tracking_uri)))
+                rows.append(("then browse", url or UI_ADDRESS))
+        return table(rows, width)
+
+
+#: Where ``tuneorch ui`` serves by default.
+UI_ADDRESS = "http://127.0.0.1:5000"
+
+
+def mlflow_run_url(tracking_uri: str, experiment_id: str | None, run_id: str | None) -> str | None:
+    """The MLflow UI page of a run: on the tracking server itself for an http(s) URI, else on
+    the ``tuneorch ui`` server (:data:`UI_ADDRESS`)."""
+    if not experiment_id or not run_id:
+        return None
+    base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else UI_ADDRESS
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def ui_command(tracking_uri: str) -> str:
     if tracking_uri.startswith(("http://", "https://")):
         return f"browse {tracking_uri}"
-    return f"tuneorch ui --tracking-uri {tracking_uri}   (then browse http://127.0.0.1:5000)"
+    from orchestrator.console import shorter_uri
+
+    return f"tuneorch ui --tracking-uri {shorter_uri(tracking_uri)}"
+
+
+def _trial_counts(trials: Any) -> str:
+    """``3 terminated, 2 stopped early (rung 3), 1 error``: the statuses of
+    :mod:`orchestrator.outcome`, with the trials stopped early counted apart from those that ran
+    to their end."""
+    if trials is None or not len(trials):
+        return "none"
+    from collections import Counter
+
+    from orchestrator.outcome import FINISHED
+
+    reasons = trials["stop_reason"] if "stop_reason" in trials else [None] * len(trials)
+    statuses: Counter = Counter()
+    early: Counter = Counter()
+    for status, reason in zip(trials["status"], reasons):
+        if status == FINISHED and isinstance(reason, str) and reason:
+            early[reason] += 1
+        else:
+            statuses[str(status)] += 1
+    parts = [f"{n} {s.lower()}" for s, n in sorted(statuses.items())]
+    if early:
+        if len(early) == 1:
+            (reason, n), = early.items()
+            parts.append(f"{n} stopped early ({reason})")
+        else:
+            detail = ", ".join(f"{r}: {n}" for r, n in sorted(early.items(), key=lambda i: _rung_order(i[0])))
+            parts.append(f"{sum(early.values())} stopped early ({detail})")
+    return ", ".join(parts)
+
+
+def _rung_order(reason: str) -> tuple:
+    tail = reason.rsplit(" ", 1)[-1].rsplit("=", 1)[-1]
+    try:
+        return (0, float(tail), reason)
+    except ValueError:
+        return (1, 0.0, reason)
 
 
 def tune(
@@ -144,6 +207,8 @@ def tune(
     callbacks: list | None = None,
     report_timeout_s: float | None = None,
     cache_results: bool | None = None,
+    keep_checkpoints: int | None = 3,
+    secrets: list | None = None,
 ) -> TuningResult:
     """Tune ``trainable`` over ``space``; see :class:`ExperimentSpec` for every argument.
 
@@ -157,88 +222,29 @@ def tune(
     (they run on the driver, next to the MLflow tracker). ``held_out_seeds=[101, 102]``
     re-trains the best config (PBT: its config schedule) on each of those seeds, set at
     ``seed_key`` in the config, and reports both numbers (``TuningResult.held_out``).
+    ``secrets=["API_KEY"]`` names environment variables of the driver that reach the trainable
+    as environment variables, never through the config. Every argument is checked before Ray
+    starts (:meth:`ExperimentSpec.validate`, inside :func:`run`); a bad one raises a
+    :class:`~search_algs.errors.TuneorchError` (mostly its subclass ``SpecError``).
     """
     spec = ExperimentSpec(
         trainable=trainable, space=space, metric=metric, mode=mode, name=name, search=search,
-        search_options=dict(search_options or {}), scheduler=scheduler,
-        scheduler_options=dict(scheduler_options or {}), num_samples=num_samples,
+        # As given (validation refuses a non-mapping with a message; dict() here would raise a
+        # bare TypeError); None means no options.
+        search_options=search_options if search_options is not None else {}, scheduler=scheduler,
+        scheduler_options=scheduler_options if scheduler_options is not None else {}, num_samples=num_samples,
         max_concurrent=max_concurrent, resources=resources if resources is not None else {"cpu": 1, "gpu": 0},
         seed=seed, tracking_uri=tracking_uri, storage_path=storage_path, address=address,
         max_failures=max_failures, stop=stop, time_budget_s=time_budget_s,
         points_to_evaluate=points_to_evaluate, register_model=register_model,
         held_out_seeds=held_out_seeds, seed_key=seed_key,
         report_timeout_s=report_timeout_s, cache_results=cache_results,
+        keep_checkpoints=keep_checkpoints, secrets=secrets,
     )
-    spec.validate()
-    return run(spec, verbose=verbose, callbacks=callbacks)
+    return run(spec, verbose=verbose, callbacks=callbacks)  # run validates, as for every entry point
 
 
-def build_searcher(spec: ExperimentSpec) -> tuple[Any, dict]:
-    """The searcher for ``spec`` and the ``param_space`` to give Tune alongside it.
-
-    Our searchers receive the space directly (conditional spaces included) and Tune gets an
-    empty ``param_space``; a foreign Ray ``Searcher`` gets the space as Ray domains.
-    """
-    from ray.tune.search import Searcher
-
-    search = spec.search
-    if isinstance(search, str):
-        cls = registry.searcher_class(search)
-        try:
-            search = cls(space=spec.space, metric=spec.metric, mode=spec.mode, seed=spec.seed,
-                         points_to_evaluate=spec.points_to_evaluate, **spec.search_options)
-        except TypeError as exc:
-            raise SpecError(f"search_options for {spec.search!r}: {exc}; see {cls.__name__}'s docstring") from None
-        return search, {}
-    if isinstance(search, SpaceSearcher):
-        if search.space is None:
-            search.space = spec.space
-        if search.metric is None:
-            search._metric, search._mode = spec.metric, spec.mode
-        return search, {}
-    if isinstance(search, Searcher):
-        try:
-            return search, to_ray_param_space(spec.space.template)
-        except SpaceError as exc:
-            raise SpecError(f"space: {exc}") from None
-    raise SpecError(
-        f"search: expected a registry name {sorted(registry.SEARCHERS)} or a ray.tune.search.Searcher, "
-        f"got {type(search).__name__}"
-    )
-
-
-def build_scheduler(spec: ExperimentSpec, experiment_path: str) -> Any:
-    from ray.tune.schedulers import FIFOScheduler, TrialScheduler
-
-    scheduler = spec.scheduler
-    if scheduler is None:
-        return FIFOScheduler()
-    if isinstance(scheduler, str):
-        cls = registry.scheduler_class(scheduler)
-        if cls is None:
-            return FIFOScheduler()
-        options = dict(spec.scheduler_options)
-        accepted = inspect.signature(cls).parameters
-        if "state_path" in accepted and "://" not in experiment_path:
-            # Tune never saves scheduler state: ours persist it here, beside the experiment.
-            options.setdefault("state_path", os.path.join(experiment_path, f"{scheduler}-state.json"))
-        if "seed" in accepted:
-            options.setdefault("seed", spec.seed)
-        if "space" in accepted:  # options naming parameters (PBT's mutable) are checked against it now
-            options.setdefault("space", spec.space)
-        try:
-            return cls(**options)
-        except TypeError as exc:
-            raise SpecError(f"scheduler_options for {spec.scheduler!r}: {exc}; see {cls.__name__}'s docstring") from None
-    if isinstance(scheduler, TrialScheduler):
-        return scheduler
-    raise SpecError(
-        f"scheduler: expected a registry name {sorted(registry.SCHEDULERS)} or a TrialScheduler, "
-        f"got {type(scheduler).__name__}"
-    )
-
-
-SPEC_FILE = "tuneorch-spec.pkl"
+# build_searcher / build_scheduler live in orchestrator/components.py: validate builds them too.
 
 
 def run(spec: ExperimentSpec, verbose: int = 1, callbacks: list | None = None) -> TuningResult:
@@ -251,6 +257,9 @@ def run(spec: ExperimentSpec, verbose: int = 1, callbacks: list | None = None) -
     from ray import tune as ray_tune
     from ray.tune.search import ConcurrencyLimiter
 
+    from orchestrator import console
+
+    spec.validate()  # the one pre-flight (validate, run, tune): every check before Ray starts
     trainable = spec.load_trainable()
     storage_path = cluster.storage_uri(spec.storage_path)
     run_name = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
@@ -260,7 +269,9 @@ def run(spec: ExperimentSpec, verbose: int = 1, callbacks: list | None = None) -
     searcher, param_space = build_searcher(spec)
     scheduler = build_scheduler(spec, experiment_path)
 
+    check_tracking_reachable(spec.tracking_uri)  # a server that is down: refused before Ray starts
     cluster.connect(spec.address)
+    cluster.check_secrets_reach_workers(getattr(spec, "secrets", None))
     cluster.check_resources(spec.resources)
     max_concurrent = spec.max_concurrent or cluster.trials_that_fit(spec.resources)
     spec.max_concurrent = max_concurrent
@@ -279,23 +290,34 @@ def run(spec: ExperimentSpec, verbose: int = 1, callbacks: list | None = None) -
             # A paused/exploited/promoted trial restarts in a warm actor instead of a new process
             # (Ray 2.60 defaults to False): PBT and ASHA promotion pause trials all the time.
             reuse_actors=True,
+            # Tune's default names carry the config (``..._api_key=...,lr=0.1_<date>``): ours
+            # carry none (orchestrator.redaction.trial_dirname).
+            trial_name_creator=trial_name, trial_dirname_creator=trial_dirname,
         ),
         run_config=ray_tune.RunConfig(
             name=run_name, storage_path=storage_path, stop=spec.stop,
-            callbacks=_own_callbacks(watchdog, tracker) + list(callbacks or []),
+            # The stop recorder and our console first (orchestrator/console.py): the trackers
+            # after them read the stop reasons. Ray's own output only with verbose >= 2.
+            callbacks=console.callbacks_for(verbose, metric=spec.metric, mode=spec.mode,
+                                            num_samples=spec.num_samples, time_budget_s=spec.time_budget_s,
+                                            scheduler=scheduler, stop=spec.stop)
+            + _own_callbacks(watchdog, tracker, experiment_path) + list(callbacks or []),
             failure_config=ray_tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=ray_tune.CheckpointConfig(num_to_keep=spec.keep_checkpoints),
-            verbose=verbose,
+            verbose=console.ray_verbose(verbose),
         ),
     )
+    if "://" not in experiment_path:  # the Tuner has just written tuner.pkl: resume checks its seal
+        state_seal.seal(experiment_path, names=["tuner.pkl"])
     return _fit(tuner, spec, experiment_path, tracker, searcher, watchdog)
 
 
-def _own_callbacks(watchdog: HangWatchdog | None, tracker: Any) -> list:
-    # The watchdog comes first: the tracker records the reason it found for a failure.
+def _own_callbacks(watchdog: HangWatchdog | None, tracker: Any, experiment_path: str) -> list:
+    # The watchdog comes first: the tracker records the reason it found for a failure. The
+    # sealer signs each experiment snapshot, so that a resume never unpickles a foreign file.
     if tracker is not None and watchdog is not None:
         tracker.error_notes = watchdog.hung
-    return [c for c in (watchdog, tracker) if c is not None]
+    return [c for c in (watchdog, tracker) if c is not None] + [state_seal.StateSealer(experiment_path)]
 
 
 def resume(experiment_path: str, verbose: int = 1) -> TuningResult:
@@ -311,17 +333,32 @@ def resume(experiment_path: str, verbose: int = 1) -> TuningResult:
     spec = _load_spec(experiment_path)
     storage_path, run_name = experiment_path.rsplit("/", 1)
     repair_experiment_state(experiment_path)
+    state_seal.verify(experiment_path)  # before Ray starts and Tune unpickles anything of the folder
+    check_tracking_reachable(spec.tracking_uri)
     cluster.connect(spec.address)
+    cluster.check_secrets_reach_workers(getattr(spec, "secrets", None))
     tracker = _make_tracker(spec, storage_path, experiment_path, run_name)
-    _, param_space = build_searcher(spec)
+    # Our searchers take the space themselves (Tune gets an empty param_space); a searcher passed
+    # as an object comes back from Tune's own state, param_space included.
+    param_space = build_searcher(spec)[1] if isinstance(spec.search, str) else None
     tuner = ray_tune.Tuner.restore(
         experiment_path,
         trainable=ray_tune.with_resources(spec.load_trainable(), cluster.placement(spec.resources)),
         resume_unfinished=True, resume_errored=True, param_space=param_space or None,
     )
+    if "://" not in experiment_path:  # Tune's restore has just rewritten tuner.pkl: seal it again
+        state_seal.seal(experiment_path, names=["tuner.pkl"])
     watchdog = HangWatchdog(spec.report_timeout_s) if spec.report_timeout_s else None
-    _replace_callbacks(tuner, _own_callbacks(watchdog, tracker))
-    return _fit(tuner, spec, experiment_path, tracker, watchdog=watchdog)
+    from orchestrator import console
+
+    _replace_callbacks(tuner, console.callbacks_for_restored(tuner, spec, verbose)
+                       + _own_callbacks(watchdog, tracker, experiment_path))
+    # Inside Tune's restore: adopt what the trials did after Tune's last snapshot (newer
+    # checkpoints, their folders), remove the folders and MLflow runs of trials it lacks.
+    from orchestrator.reconcile import make_reconciler
+
+    return _fit(tuner, spec, experiment_path, tracker, watchdog=watchdog,
+                on_restored=make_reconciler(experiment_path, tracker))
 
 
 def _replace_callbacks(tuner: Any, callbacks: list) -> None:
@@ -334,7 +371,7 @@ def _replace_callbacks(tuner: Any, callbacks: list) -> None:
     run_config.callbacks = callbacks
 
 
-class TrialReportError(RuntimeError):
+class TrialReportError(TuneorchError, RuntimeError):
     """A trainable reported results the experiment cannot use (e.g. without the metric)."""
 
 
@@ -361,9 +398,16 @@ def _explain_tune_error(exc: BaseException, spec: ExperimentSpec) -> BaseExcepti
 
 
 def _fit(tuner: Any, spec: ExperimentSpec, experiment_path: str, tracker: Any,
-         searcher: Any = None, watchdog: HangWatchdog | None = None) -> TuningResult:
+         searcher: Any = None, watchdog: HangWatchdog | None = None,
+         on_restored: Any = None) -> TuningResult:
+    from schedulers import _ray_private
+
     try:
-        with _watch_interrupts() as interrupts:
+        # Tune snapshots whenever the searcher creates trials, so a driver killed at any moment
+        # leaves no started trial outside the snapshot (see schedulers/_ray_private.py).
+        # Tune's loggers keep a restarted trial's newest result.json (schedulers/_ray_private.py).
+        with _watch_interrupts() as interrupts, _ray_private.exact_resume_hooks(on_restored), \
+                _ray_private.keep_local_result_files():
             grid = tuner.fit()
     except BaseException as exc:
         if tracker is not None:
@@ -440,29 +484,16 @@ def _join(base: str, name: str) -> str:
 
 
 def _save_spec(spec: ExperimentSpec, experiment_path: str) -> None:
-    """Keep the spec (cloudpickled: it may hold callables and searcher objects) for resume."""
-    import pyarrow.fs
-    import ray.cloudpickle as cloudpickle
+    """Keep the spec beside the experiment for resume, as data (orchestrator/spec_file.py)."""
+    from orchestrator.spec_file import save_spec
 
-    fs, path = pyarrow.fs.FileSystem.from_uri(experiment_path if "://" in experiment_path else "file://" + experiment_path)
-    fs.create_dir(path, recursive=True)
-    with fs.open_output_stream(f"{path}/{SPEC_FILE}") as f:
-        f.write(cloudpickle.dumps(spec))
+    save_spec(spec, experiment_path)
 
 
 def _load_spec(experiment_path: str) -> ExperimentSpec:
-    import pyarrow.fs
-    import ray.cloudpickle as cloudpickle
+    from orchestrator.spec_file import load_spec
 
-    fs, path = pyarrow.fs.FileSystem.from_uri(experiment_path if "://" in experiment_path else "file://" + experiment_path)
-    try:
-        with fs.open_input_stream(f"{path}/{SPEC_FILE}") as f:
-            return cloudpickle.loads(f.read())
-    except FileNotFoundError:
-        raise SpecError(
-            f"resume: {experiment_path!r} holds no {SPEC_FILE}; give the experiment directory that "
-            f"'tuneorch run' printed (it ends in <name>-<date>-<time>)"
-        ) from None
+    return load_spec(experiment_path)
 
 
 def _make_tracker(spec: ExperimentSpec, storage_path: str, experiment_path: str, run_name: str):
@@ -491,25 +522,39 @@ def _make_tracker(spec: ExperimentSpec, storage_path: str, experiment_path: str,
     return tracker
 
 
-def trials_table(grid: Any):
+def trials_table(grid: Any, metric: str | None = None):
     """One row per trial, including those that failed before reporting anything.
 
-    (``ResultGrid.get_dataframe`` drops trials without results.)
+    (``ResultGrid.get_dataframe`` drops trials without results.) Statuses are those of
+    :mod:`orchestrator.outcome`: with ``metric``, an ended trial whose last value of it is NaN or
+    infinite is ``ERROR`` with the reason as its error, like a trial that raised. ``stop_reason``
+    is set for a ``TERMINATED`` trial the scheduler stopped early (``rung 3``), else ``None``.
     """
     import pandas as pd
+
+    from orchestrator.outcome import FAILED, FINISHED, STOP_REASON_KEY, nonfinite_failure, stop_reason_of
 
     rows, errors = [], {}
     trials = getattr(getattr(grid, "_experiment_analysis", None), "trials", None) or [None] * len(grid)
     for trial, result in zip(trials, grid):
         metrics = dict(result.metrics or {})
         trial_id = getattr(trial, "trial_id", None) or metrics.get("trial_id")
-        row = {k: v for k, v in metrics.items() if k != "config" and not isinstance(v, dict)}
+        row = {k: v for k, v in metrics.items()
+               if k not in ("config", STOP_REASON_KEY) and not isinstance(v, dict)}
         row.update({f"config/{k}": v for k, v in _flatten(result.config or {}).items()})
         row["trial_id"] = trial_id
-        row["status"] = getattr(trial, "status", None) or ("ERROR" if result.error else "TERMINATED")
+        row["status"] = getattr(trial, "status", None) or (FAILED if result.error else FINISHED)
+        row["stop_reason"] = None
         row["error"] = None
         if result.error is not None:
             errors[trial_id] = row["error"] = str(result.error)
+        elif row["status"] == FINISHED:
+            failure = nonfinite_failure(metrics, metric)
+            if failure:
+                row["status"] = FAILED
+                errors[trial_id] = row["error"] = failure
+            else:
+                row["stop_reason"] = stop_reason_of(metrics)
         rows.append(row)
     return pd.DataFrame(rows), errors
 
@@ -528,13 +573,19 @@ def _cache_hits(tuner: Any) -> list:
 
 def _collect(grid: Any, spec: ExperimentSpec, experiment_path: str, tracker: Any,
              hung: dict | None = None) -> TuningResult:
-    frame, errors = trials_table(grid)
+    frame, errors = trials_table(grid, spec.metric)
     for trial_id, message in errors.items():
         # Say what most likely happened (hang, out of memory, a killed worker) before the raw error.
         reason = explain_error(message, (hung or {}).get(trial_id))
         if reason:
             errors[trial_id] = f"{message.rstrip()}\n{reason}"
             frame.loc[frame["trial_id"] == trial_id, "error"] = errors[trial_id]
+    try:  # the statuses and errors as decided here, for `tuneorch export` (orchestrator.export)
+        from orchestrator.export import write_outcomes
+
+        write_outcomes(experiment_path, spec.metric, frame)
+    except Exception as exc:  # noqa: BLE001 - the export then falls back to Tune's statuses
+        logger.warning("trial outcomes not written to %s (%s: %s)", experiment_path, type(exc).__name__, exc)
     best_config = best_metric = best_trial = None
     try:
         best = grid.get_best_result(metric=spec.metric, mode=spec.mode, scope="last",

@@ -10,13 +10,17 @@
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import sys
 
-from orchestrator.api import TrialReportError
-from orchestrator.faults import ResumeError
 from orchestrator.spec import ExperimentSpec, SpecError
-from search_algs.errors import SpaceError
+from search_algs.errors import TuneorchError
+
+# Every error tuneorch raises for the user's input or situation is a TuneorchError (spec, space,
+# searcher/scheduler options, tracking, resume). Nothing broader is caught: any other exception
+# is a bug in tuneorch and its traceback is what a bug report needs.
+USER_ERRORS = (TuneorchError,)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,11 +31,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("spec", help="path of the YAML experiment spec")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a spec field (dotted keys reach into mappings), e.g. --set num_samples=4")
-    run.add_argument("--quiet", action="store_true", help="no progress table, only the summary")
+    _console_flags(run)
 
     resume = sub.add_parser("resume", help="continue an experiment whose driver stopped")
     resume.add_argument("experiment", help="the experiment directory 'tuneorch run' printed")
-    resume.add_argument("--quiet", action="store_true")
+    _console_flags(resume)
 
     export = sub.add_parser("export", help="write an experiment's results as Parquet tables")
     export.add_argument("experiment", help="the experiment directory 'tuneorch run' printed")
@@ -42,10 +46,24 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
     ui = sub.add_parser("ui", help="open the MLflow UI on a tracking store")
-    ui.add_argument("--tracking-uri", default="sqlite:///runs/mlflow.db")
+    ui.add_argument("--tracking-uri", default="sqlite:///runs/mlflow.db",
+                    help="the 'mlflow records' URI the run printed (a database or a folder)")
     ui.add_argument("--port", type=int, default=5000)
     ui.add_argument("--host", default="127.0.0.1")
     return parser
+
+
+def _console_flags(parser: argparse.ArgumentParser) -> None:
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument("--quiet", action="store_true", help="print the summary alone")
+    loudness.add_argument("--verbose", action="store_true",
+                          help="Ray Tune's own console output (per-trial boxes, checkpoints, warnings) "
+                               "instead of tuneorch's progress line")
+
+
+def _verbosity(args: argparse.Namespace) -> int:
+    """``verbose`` of :func:`orchestrator.api.run`: 0 summary alone, 1 our console, 2 Ray's."""
+    return 0 if args.quiet else 2 if args.verbose else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,16 +78,18 @@ def main(argv: list[str] | None = None) -> int:
             from orchestrator.api import run
 
             spec = ExperimentSpec.from_yaml(args.spec, args.overrides)
-            result = run(spec, verbose=0 if args.quiet else 1)
+            result = run(spec, verbose=_verbosity(args))
             print(result.summary())
             return _exit_code(result)
         if args.command == "resume":
             from orchestrator.api import resume
 
-            result = resume(args.experiment, verbose=0 if args.quiet else 1)
+            _check_experiment_folder(args.experiment, "resume")
+            result = resume(args.experiment, verbose=_verbosity(args))
             print(result.summary())
             return _exit_code(result)
         if args.command == "export":
+            _check_experiment_folder(args.experiment, "export")  # before export_parquet creates anything
             from orchestrator.export import export_parquet
 
             for name, path in export_parquet(args.experiment, args.out).items():
@@ -77,14 +97,82 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "ui":
             # The mlflow of this interpreter, also when its venv is not activated.
+            _check_ui(args.tracking_uri, args.host, args.port)
             command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", args.tracking_uri,
                        "--host", args.host, "--port", str(args.port)]
             print(" ".join(command[1:]), flush=True)
+            address = f"http://{args.host}:{args.port}"
+            # MLflow 3's UI opens in its GenAI view unless told otherwise (orchestrator/tracking:
+            # our experiments are tagged as model training; this parameter covers UIs that ignore it).
+            print(f"MLflow UI: {address}  (runs view: {address}/#/?workflowType=machine_learning)", flush=True)
             os.execv(command[0], command)
-    except (SpecError, SpaceError, TrialReportError, ResumeError) as exc:
+    except USER_ERRORS as exc:
         print(f"tuneorch: error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _check_experiment_folder(path: str, verb: str = "export") -> None:
+    """``tuneorch export``/``resume`` of a folder that is not an experiment: refused before
+    anything is created there (export would create it and an empty ``parquet/`` inside), with
+    what to give."""
+    if "://" in path and not path.startswith("file://"):
+        return  # a bucket: export_parquet reads it and says what is missing
+    local = os.path.abspath(os.path.expanduser(path.removeprefix("file://")))
+    hint = "give the experiment directory 'tuneorch run' printed (runs/<name>-<date>-<time>)"
+    if not os.path.exists(local):
+        raise SpecError(f"{verb}: experiment folder {path!r} does not exist; {hint}")
+    if not os.path.isdir(local):
+        raise SpecError(f"{verb}: {path!r} is a file, not an experiment folder; {hint}")
+    if not glob.glob(os.path.join(glob.escape(local), "experiment_state-*.json")) and \
+            not glob.glob(os.path.join(glob.escape(local), "tuneorch-spec*")):
+        raise SpecError(f"{verb}: {path!r} holds no Tune experiment (no experiment_state-*.json); {hint}")
+
+
+#: Backend stores ``mlflow ui`` reads (a plain path or file:// is a file store).
+_UI_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "file")
+
+
+def _check_ui(uri: str, host: str, port: int) -> None:
+    """``tuneorch ui`` with a store it cannot read, or a port it cannot listen on: refused before
+    MLflow starts (it would create an empty database, or die with a traceback)."""
+    import socket
+
+    hint = "give the 'mlflow records' URI the run printed (sqlite:///runs/mlflow.db by default)"
+    scheme = uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else ""
+    if scheme in ("http", "https"):
+        raise SpecError(f"ui: {uri!r} is an MLflow server already: browse it; 'tuneorch ui' opens a "
+                        f"database or folder store")
+    if scheme and scheme not in _UI_SCHEMES:
+        raise SpecError(f"ui: --tracking-uri {uri!r} has an unknown scheme {scheme!r} (known: "
+                        f"{', '.join(s + '://' for s in _UI_SCHEMES)}); {hint}")
+    if scheme == "sqlite":
+        path = uri.split("://", 1)[1]
+        path = path[1:] if path.startswith("/") else path  # sqlite:///rel, sqlite:////abs
+        if path in ("", ":memory:"):
+            raise SpecError(f"ui: --tracking-uri {uri!r} names no database file; {hint}")
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise SpecError(f"ui: the folder of the database {path!r} does not exist ({folder}); {hint}")
+        if not os.path.isfile(path):
+            raise SpecError(f"ui: no MLflow database at {path!r} (nothing was recorded there yet); {hint}")
+    elif scheme in ("", "file"):
+        folder = uri.split("://", 1)[1] if scheme else uri
+        if not os.path.isdir(folder):
+            raise SpecError(f"ui: the store folder {folder!r} does not exist; {hint}")
+    if not 0 < port < 65536:
+        raise SpecError(f"ui: --port must be 1-65535, got {port}")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise SpecError(f"ui: --host {host!r} does not resolve ({exc}); use 127.0.0.1") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise SpecError(f"ui: cannot listen on {host}:{port} ({exc.strerror or exc}); another "
+                            f"program uses the port: pass --port with a free one, e.g. --port {port + 1}") from None
 
 
 def _exit_code(result) -> int:

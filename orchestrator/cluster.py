@@ -34,8 +34,20 @@ def connect(address: str | None) -> None:
     submit`` and KubeRay's RayJob), else starts a private local Ray (never attaching to
     somebody else's ``ray start`` cluster on this host). ``"auto"`` joins the cluster of
     this node; ``"ray://host:10001"`` connects through Ray Client.
+
+    A private local Ray listens on 127.0.0.1 only, every port of it (GCS, raylet, object
+    manager, workers, dashboard): nobody else on the network can submit work to it. To serve
+    other machines, start a cluster (``ray start --head``) and pass its address.
+
+    Secrets (``ExperimentSpec.secrets``) are environment variables, never config values: a
+    local Ray's workers inherit this process's environment; on a joined cluster they come from
+    the nodes' own environment (KubeRay: a Secret, see ``deploy/``). They are deliberately not
+    sent as the job's ``runtime_env``, which Ray shows to everyone in its dashboard's job page.
+    :func:`check_secrets_reach_workers` proves the workers see them.
     """
     import ray
+
+    from schedulers._ray_private import loopback_node
 
     global _joined_address
 
@@ -49,10 +61,36 @@ def connect(address: str | None) -> None:
         # working directory the way the driver does (``tuneorch run`` from a project folder).
         paths = [os.getcwd()] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-        # A Ray we start serves its dashboard (which can submit jobs) on this machine only.
-        ray.init(address=address, configure_logging=False, log_to_driver=True, dashboard_host="127.0.0.1")
+        with loopback_node():
+            ray.init(address=address, configure_logging=False, log_to_driver=True, dashboard_host="127.0.0.1")
         return
     ray.init(address=address, configure_logging=False, log_to_driver=True)
+
+
+def check_secrets_reach_workers(secrets: list[str] | None) -> None:
+    """Raise :class:`SpecError` when a worker cannot see one of the ``secrets`` variables.
+
+    It happens when Ray was started before the variables were set (a caller's own
+    ``ray.init``), or on a joined cluster whose nodes lack them. One tiny task; only names
+    travel, never a value.
+    """
+    if not secrets:
+        return
+    import ray
+
+    @ray.remote(num_cpus=0)
+    def visible(names: list[str]) -> list[str]:
+        return [name for name in names if name in os.environ]
+
+    seen = set(ray.get(visible.remote(list(secrets)), timeout=120))
+    missing = [name for name in secrets if name not in seen]
+    if missing:
+        raise SpecError(
+            f"secrets: the Ray workers do not see the environment variables {missing}, which the "
+            f"driver has; set them before Ray starts (a local Ray that tuneorch starts inherits "
+            f"the driver's environment) or, on a cluster, in every node's environment (KubeRay: "
+            f"env from a Secret, see deploy/)"
+        )
 
 
 def nodes() -> list[dict]:

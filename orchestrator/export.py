@@ -2,8 +2,16 @@
 
 Three tables, written with pyarrow (to a local folder or any ``pyarrow.fs`` URI):
 
-* ``trials.parquet``: one row per trial: ``trial_id``, ``iterations``, the last value of every
-  numeric metric, and the config (flattened ``config/a/b`` columns plus ``config_json``).
+* ``trials.parquet``: one row per trial: ``trial_id``, ``status``, ``stop_reason`` and ``error``
+  (the vocabulary of :mod:`orchestrator.outcome`: ``TERMINATED``, ``ERROR`` for a trial that
+  raised or whose last value of the tuned metric is NaN/inf, ...; ``stop_reason`` such as
+  ``rung 3`` for a trial the scheduler stopped early, else null), ``iterations``, the last value of every numeric
+  metric, and the config (flattened ``config/a/b`` columns plus ``config_json``).
+
+The statuses are those the run decided (``tuneorch-trials.json``, written at the end of every
+``run``/``resume``); for an experiment whose driver died before that, a trial with an
+``error.txt`` is ``ERROR``, one whose last result is final is ``TERMINATED``, others ``None``.
+Values under secret-looking config keys are ``***`` (:mod:`orchestrator.redaction`).
 * ``metrics.parquet``: the long table ``(trial_id, step, timestamp, key, value)`` of every
   numeric value every trial reported, sorted by trial, step and key.
 * ``param_history.parquet``: ``(trial_id, step, key, value)`` of config values whenever they
@@ -20,16 +28,56 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from orchestrator.outcome import FAILED, FINISHED, STOP_REASON_KEY, nonfinite_failure, stop_reason_of
 from orchestrator.spec import SpecError
 from orchestrator.redaction import redact_config
 
+OUTCOMES_FILE = "tuneorch-trials.json"
+
 # Keys Tune adds to every result that are bookkeeping, not metrics.
 _NOT_METRICS = {"trial_id", "date", "hostname", "node_ip", "pid", "done", "should_checkpoint",
-                "checkpoint_dir_name", "timestamp", "config", "experiment_tag"}
+                "checkpoint_dir_name", "timestamp", "config", "experiment_tag", STOP_REASON_KEY}
 
 
 def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     return pafs.FileSystem.from_uri(uri if "://" in uri else "file://" + posixpath.abspath(uri))
+
+
+def write_outcomes(experiment_path: str, metric: str, frame: Any) -> None:
+    """Keep each trial's status, stop reason and error (``TuningResult.trials``) beside the
+    experiment."""
+    outcomes = {}
+    for row in frame.to_dict("records") if frame is not None and len(frame) else []:
+        if row.get("trial_id") is not None:
+            error, reason = row.get("error"), row.get("stop_reason")
+            outcomes[str(row["trial_id"])] = {
+                "status": row.get("status"),
+                "stop_reason": reason if isinstance(reason, str) and reason else None,
+                "error": None if error is None or error != error else str(error)}
+    fs, root = _filesystem(experiment_path)
+    with fs.open_output_stream(f"{root}/{OUTCOMES_FILE}") as f:
+        f.write(json.dumps({"metric": metric, "trials": outcomes}, indent=1, sort_keys=True).encode())
+
+
+def _read_outcomes(experiment_path: str) -> dict:
+    fs, root = _filesystem(experiment_path)
+    try:
+        with fs.open_input_stream(f"{root}/{OUTCOMES_FILE}") as f:
+            data = json.loads(f.read().decode())
+    except (FileNotFoundError, OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _error_file(experiment_path: str, trial_dir: str) -> str | None:
+    """The last line of a trial's ``error.txt`` (Tune writes it when the trial raised)."""
+    fs, root = _filesystem(experiment_path)
+    try:
+        with fs.open_input_stream(f"{root}/{trial_dir}/error.txt") as f:
+            lines = f.read().decode(errors="replace").strip().splitlines()
+    except (FileNotFoundError, OSError):
+        return None
+    return lines[-1] if lines else "failed (empty error.txt)"
 
 
 def _results(experiment_path: str) -> Iterator[tuple[str, list[dict]]]:
@@ -66,7 +114,9 @@ def _number(value: Any) -> float | None:
 
 def tables(experiment_path: str) -> dict[str, pa.Table]:
     trials, metric_rows, history_rows = [], [], []
-    for _, results in _results(experiment_path):
+    outcomes = _read_outcomes(experiment_path)
+    known, tuned_metric = outcomes.get("trials") or {}, outcomes.get("metric")
+    for trial_dir, results in _results(experiment_path):
         if not results:
             continue
         trial_id = results[-1].get("trial_id")
@@ -85,11 +135,19 @@ def tables(experiment_path: str) -> dict[str, pa.Table]:
                 if key not in last_config or last_config[key] != value:
                     history_rows.append((trial_id, step, key, json.dumps(value, default=str)))
             last_config = config
-        row = {"trial_id": trial_id, "iterations": results[-1].get("training_iteration"), **last_metrics,
+        status, reason, error = _outcome(known.get(str(trial_id)), results[-1], tuned_metric,
+                                         lambda: _error_file(experiment_path, trial_dir))
+        row = {"trial_id": trial_id, "status": status, "stop_reason": reason, "error": error,
+               "iterations": results[-1].get("training_iteration"), **last_metrics,
                "config_json": json.dumps(redact_config(results[-1].get("config") or {}), default=str,
                                          sort_keys=True)}
         row.update({f"config/{k}": v for k, v in last_config.items()})
         trials.append(row)
+    seen = {str(row["trial_id"]) for row in trials}
+    for trial_id, outcome in sorted(known.items()):  # failed before its first report
+        if trial_id not in seen and isinstance(outcome, dict):
+            trials.append({"trial_id": trial_id, "status": outcome.get("status"),
+                           "stop_reason": outcome.get("stop_reason"), "error": outcome.get("error")})
 
     metric_rows.sort(key=lambda r: (str(r[0]), r[1] or 0, r[3]))  # sort before dictionary-encoding
     metrics = pa.table({
@@ -108,12 +166,34 @@ def tables(experiment_path: str) -> dict[str, pa.Table]:
     return {"trials": _trials_table(trials), "metrics": metrics, "param_history": history}
 
 
+def _outcome(known: dict | None, last: dict, metric: str | None,
+             error_file) -> tuple[str | None, str | None, str | None]:
+    """``(status, stop_reason, error)`` of a trial: as the run decided, else from its files."""
+    if isinstance(known, dict) and known.get("status"):
+        reason = known.get("stop_reason") if "stop_reason" in known else (
+            stop_reason_of(last) if known["status"] == FINISHED else None)
+        return known["status"], reason, known.get("error")
+    error = error_file()
+    if error is not None:
+        return FAILED, None, error
+    failure = nonfinite_failure(last, metric)
+    if failure:
+        return FAILED, None, failure
+    return (FINISHED if last.get("done") else None), stop_reason_of(last) if last.get("done") else None, None
+
+
+_TEXT_COLUMNS = ("status", "stop_reason", "error")
+
+
 def _trials_table(rows: list[dict]) -> pa.Table:
     """Typed columns where a column holds one type; JSON text where it mixes (e.g. choices)."""
     columns = list(dict.fromkeys(k for row in rows for k in row))
     arrays = {}
     for column in columns:
         values = [row.get(column) for row in rows]
+        if column in _TEXT_COLUMNS:  # typed as text also when every value is null
+            arrays[column] = pa.array([None if v is None else str(v) for v in values], pa.string())
+            continue
         try:
             arrays[column] = pa.array(values)
         except (pa.ArrowInvalid, pa.ArrowTypeError):

@@ -24,6 +24,8 @@ from typing import Any
 
 from ray.tune import Callback
 
+from search_algs.errors import TuneorchError
+
 logger = logging.getLogger(__name__)
 
 
@@ -115,7 +117,7 @@ def explain_error(message: str | None, hung_reason: str | None = None) -> str | 
     return None
 
 
-class ResumeError(RuntimeError):
+class ResumeError(TuneorchError, RuntimeError):
     """An experiment cannot be resumed as it is; the message says what to do."""
 
 
@@ -150,6 +152,7 @@ def repair_experiment_state(experiment_path: str, ray_temp_roots: list[str] | No
     if "://" in experiment_path and not experiment_path.startswith("file://"):
         return None
     folder = experiment_path.removeprefix("file://")
+    _keep_tuner_state_whole(folder)
     snapshots = sorted(glob.glob(os.path.join(folder, STATE_PATTERN)))
     if not snapshots:
         return None
@@ -195,6 +198,62 @@ def repair_experiment_state(experiment_path: str, ray_temp_roots: list[str] | No
     logger.warning("resume: the snapshot in %s was %s when the driver died; put back Tune's staging "
                    "copy from %s", folder, problem or "behind Tune's staging copy", source)
     return source
+
+
+TUNER_FILE = "tuner.pkl"
+TUNER_BACKUP = "tuner.pkl.whole"
+
+
+def _keep_tuner_state_whole(folder: str) -> None:
+    """``Tuner.restore`` rewrites ``tuner.pkl`` in place: a driver killed while a resume writes it
+    leaves it empty, and no later resume could read the experiment. Each resume therefore keeps a
+    copy of the whole file, and puts it back when the file is cut off."""
+    import shutil
+    import tempfile
+
+    path, backup = os.path.join(folder, TUNER_FILE), os.path.join(folder, TUNER_BACKUP)
+    if not os.path.exists(path) and not os.path.exists(backup):
+        return
+    whole, source, target = _pickle_whole(path), path, backup
+    if not whole:
+        if not _pickle_whole(backup):
+            return
+        source, target = backup, path
+        logger.warning("resume: %s was cut off when the driver died; put back its last whole copy", path)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".repair-")
+    os.close(fd)
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
+def _pickle_whole(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            _OpaqueUnpickler(f).load()
+    except OSError:
+        return False
+    except (EOFError, pickle.UnpicklingError):
+        return False
+    except Exception:  # noqa: BLE001 - readable to its end for all we can tell
+        return True
+    return True
+
+
+def staging_folders(experiment_path: str, ray_temp_roots: list[str] | None = None) -> list[str]:
+    """Tune's driver staging folders of this experiment left in Ray's session folders (one per
+    driver that ran it), oldest first: ``<root>/session_*/artifacts/*/<name>/driver_artifacts``.
+    The driver writes each trial's ``result.json`` there at every result; the experiment folder
+    gets a copy only with each snapshot upload."""
+    import glob
+    import tempfile
+
+    folder = experiment_path.removeprefix("file://").rstrip("/")
+    roots = ray_temp_roots or list(dict.fromkeys(
+        p for p in (os.environ.get("RAY_TMPDIR"), "/tmp/ray", os.path.join(tempfile.gettempdir(), "ray")) if p))
+    name = os.path.basename(folder)
+    found = [d for root in roots for d in glob.glob(os.path.join(
+        glob.escape(root), "session_*", "artifacts", "*", glob.escape(name), "driver_artifacts")) if os.path.isdir(d)]
+    return sorted(dict.fromkeys(found), key=os.path.getmtime)
 
 
 def _snapshot_files(folder: str, session: str) -> list[str]:

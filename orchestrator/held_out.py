@@ -257,11 +257,15 @@ def _run(spec: Any, result: Any, out: HeldOutResult, verbose: int) -> None:
     else:
         storage_path, name = os.path.split(base)
     name += SUFFIX
+    from orchestrator.redaction import trial_dirname, trial_name
+
     tuner = ray_tune.Tuner(
         ray_tune.with_resources(spec.load_trainable(), cluster.placement(spec.resources)),
         param_space=param_space,
         tune_config=ray_tune.TuneConfig(metric=spec.metric, mode=spec.mode, scheduler=replay,
-                                        max_concurrent_trials=spec.max_concurrent, reuse_actors=True),
+                                        max_concurrent_trials=spec.max_concurrent, reuse_actors=True,
+                                        # folders named by trial id, never by config values
+                                        trial_name_creator=trial_name, trial_dirname_creator=trial_dirname),
         run_config=ray_tune.RunConfig(
             name=name, storage_path=storage_path, stop=spec.stop, verbose=verbose,
             failure_config=ray_tune.FailureConfig(max_failures=spec.max_failures),

@@ -9,6 +9,7 @@ secret-looking when one of its parts (split at ``/ . _ -`` and camelCase) is one
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -37,3 +38,33 @@ def redact_config(config: Any) -> Any:
     if isinstance(config, list):
         return [redact_config(v) for v in config]
     return config
+
+
+def redact_space_rows(rows: Any) -> Any:
+    """``Space.describe()`` rows with the choices of secret-looking parameters masked.
+
+    A tuned choice under ``api_key`` lists its candidate values in ``choices``; the count stays
+    visible, the values do not. Bounds of numeric parameters are not values and stay.
+    """
+    if not isinstance(rows, list):
+        return redact_config(rows)
+    out = []
+    for row in rows:
+        if isinstance(row, dict) and "choices" in row and is_secret_name(row.get("name", "")):
+            row = {**row, "choices": [REDACTED] * len(row["choices"])}
+        out.append(redact_config(row))
+    return out
+
+
+def trial_name(trial: Any) -> str:
+    """Tune's ``trial_name_creator``: ``<trainable>_<trial_id>``, never a config value."""
+    return f"{trial.trainable_name}_{trial.trial_id}".replace("/", "_").replace(os.sep, "_")
+
+
+def trial_dirname(trial: Any) -> str:
+    """Tune's ``trial_dirname_creator``: the trial folder is named like the trial.
+
+    Tune's default (``<trainable>_<trial_id>_<n>_<key>=<value>,..._<date>``) writes config values
+    into folder names, which end up in listings, logs, bucket keys and error messages.
+    """
+    return trial_name(trial)

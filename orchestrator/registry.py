@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from search_algs.errors import TuneorchError
+
 SEARCHERS: dict[str, str] = {
     "random": "search_algs.random_search:RandomSearch",
     "tpe": "search_algs.tpe:TPESearch",
@@ -24,8 +26,8 @@ SCHEDULERS: dict[str, str | None] = {
 }
 
 
-class UnknownNameError(ValueError):
-    pass
+class UnknownNameError(TuneorchError, ValueError):
+    """A searcher or scheduler name that is not in the registry."""
 
 
 def _load(target: str) -> Any:

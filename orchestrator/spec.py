@@ -2,7 +2,10 @@
 
 Everything a user can type is checked here, on the driver, before Ray starts: each problem
 becomes one :class:`SpecError` naming the field, the constraint, the value received and the
-fix.
+fix. :meth:`ExperimentSpec.validate` is the one pre-flight: ``tuneorch validate``, ``tuneorch
+run``, ``orchestrator.tune()`` and ``orchestrator.run(spec)`` all call it, and it builds the
+searcher and scheduler with their options (:mod:`orchestrator.components`) so that validate
+and run cannot disagree.
 """
 
 from __future__ import annotations
@@ -19,16 +22,43 @@ from typing import Any, Callable, Mapping
 import yaml
 
 from orchestrator import registry
-from search_algs.errors import SpaceError
-from search_algs.space import Space
+from orchestrator.redaction import is_secret_name
+from search_algs.errors import SpaceError, TuneorchError, describe_value
+from search_algs.space import Categorical, Space, _contains_domain, _is_domain
 
 
-class SpecError(ValueError):
-    """An experiment spec (YAML file, dict or API arguments) is invalid."""
+class SpecError(TuneorchError, ValueError):
+    """An experiment spec (YAML file, dict or API arguments) is invalid.
+
+    A :class:`~search_algs.errors.TuneorchError` (the CLI prints it and exits 2) and still a
+    ``ValueError``, as it always was.
+    """
 
 
 RESOURCE_KEYS = {"cpu", "gpu", "memory", "custom", "workers", "strategy"}
 PLACEMENT_STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
+
+# More trials than this is a typo or a wish for "until the budget ends", which time_budget_s says.
+MAX_NUM_SAMPLES = 1_000_000
+# No count, seed or size a spec holds is anywhere near this; beyond it a number is a typo (and
+# Python cannot even print one of more than 4300 digits).
+HUGE_INT = 10**40
+MAX_SEED = 2**63 - 1
+
+# Keys Tune puts in every result, which `stop` may name besides the trainable's own metrics.
+TUNE_RESULT_KEYS = (
+    "training_iteration", "time_total_s", "time_this_iter_s", "time_since_restore",
+    "iterations_since_restore", "timesteps_total", "episodes_total", "timesteps_since_restore",
+    "episode_reward_mean",
+)
+
+# tracking_uri schemes MLflow's stores accept (database schemes may carry a driver: mysql+pymysql).
+TRACKING_SCHEMES = ("http", "https", "sqlite", "postgresql", "mysql", "mssql", "file", "databricks",
+                    "databricks-uc", "uc")
+# storage_path schemes pyarrow's filesystems (which Ray Tune uses) understand.
+STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "az", "mock", "memory")
+
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass
@@ -67,6 +97,10 @@ class ExperimentSpec:
     # Train functionally equal configs once (search_algs/result_cache.py). None: on, except for
     # searchers that treat the objective as noisy (kg, or search_options noise: noisy).
     cache_results: bool | None = None
+    # Names of environment variables set on the driver that hold credentials: they reach the
+    # trainable as environment variables (orchestrator/cluster.py), never through the config,
+    # which Ray writes into trial folder names and the experiment folder.
+    secrets: list | None = None
 
     # ---- construction ------------------------------------------------------------------
 
@@ -82,16 +116,23 @@ class ExperimentSpec:
                               for k in unknown)
             raise SpecError(f"{source}: unknown fields {hints}; known fields are {sorted(known)}")
         for required in ("trainable", "space", "metric", "mode"):
-            if data.get(required) in (None, "", {}):
+            if _is_empty(data.get(required)):
                 raise SpecError(f"{source}: '{required}' is required; {_REQUIRED_HINTS[required]}")
         for key in ("search", "scheduler"):  # `search: {name: tpe, n_startup: 5}` form
             value = data.get(key)
             if isinstance(value, Mapping):
                 if "name" not in value:
-                    raise SpecError(f"{source}: '{key}' as a mapping needs a 'name', got {dict(value)!r}")
+                    raise SpecError(
+                        f"{source}: '{key}' as a mapping needs a 'name', got {_show(dict(value))}; "
+                        f"e.g. {key}: {{name: {'tpe, n_startup: 5' if key == 'search' else 'asha, max_t: 10'}}}"
+                    )
+                separate = data.get(f"{key}_options")
+                if separate is not None and not isinstance(separate, Mapping):
+                    raise SpecError(f"{key}_options: must be a mapping of options, got {_show(separate)}; "
+                                    f"e.g. {key}_options: {{}}")
                 options = dict(value)
                 data[key] = options.pop("name")
-                data[f"{key}_options"] = {**options, **dict(data.get(f"{key}_options") or {})}
+                data[f"{key}_options"] = {**options, **dict(separate or {})}
         spec = cls(**data)
         spec.validate()
         return spec
@@ -100,23 +141,47 @@ class ExperimentSpec:
     def from_yaml(cls, path: str, overrides: list[str] | None = None) -> "ExperimentSpec":
         if not os.path.exists(path):
             raise SpecError(f"spec file {path!r} does not exist; give the path of a YAML experiment spec")
-        with open(path) as f:
-            try:
-                data = yaml.safe_load(f)
-            except yaml.YAMLError as exc:
-                raise SpecError(f"spec file {path!r} is not valid YAML: {exc}") from None
+        try:
+            with open(path, "rb") as f:
+                raw = f.read()
+        except OSError as exc:
+            raise SpecError(
+                f"spec file {path!r} cannot be read ({exc.strerror or exc}); give the path of a readable "
+                f"YAML file, e.g. examples/digits_mlp.yaml"
+            ) from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise SpecError(
+                f"spec file {path!r} is not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start}); "
+                f"is it the right file? give a YAML text file, e.g. examples/digits_mlp.yaml"
+            ) from None
+        try:
+            data = yaml.load(text, Loader=_SpecLoader)
+        except yaml.YAMLError as exc:
+            raise SpecError(f"spec file {path!r} is not valid YAML: {exc}") from None
+        except RecursionError:
+            raise SpecError(f"spec file {path!r} nests too deeply to be a spec; see examples/digits_mlp.yaml") from None
         if data is None:
             raise SpecError(f"spec file {path!r} is empty; see examples/digits_mlp.yaml for the fields")
         if not isinstance(data, Mapping):
             raise SpecError(f"spec file {path!r}: expected a mapping of fields at the top, got {type(data).__name__}")
         for item in overrides or []:
             apply_override(data, item)
+        _refuse_huge_numbers(data, "")
         return cls.from_dict(data, source=f"spec file {path!r}")
 
     # ---- validation --------------------------------------------------------------------
 
     def validate(self) -> None:
-        """Check every field; raise :class:`SpecError` on the first problem."""
+        """Check every field; raise :class:`SpecError` on the first problem.
+
+        The one pre-flight of every entry point: it also builds the searcher and the scheduler
+        with their options (throw-away objects, no files written) and checks
+        ``points_to_evaluate`` against the space, so nothing it accepts is refused once Ray runs.
+        """
+        for f in dataclasses.fields(self):
+            _refuse_huge_numbers(getattr(self, f.name), f.name)
         if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", self.name):
             raise SpecError(
                 f"name: must be letters, digits, '_', '-' or '.', got {self.name!r}; e.g. name: digits-mlp"
@@ -126,15 +191,21 @@ class ExperimentSpec:
         if self.mode not in ("min", "max"):
             raise SpecError(f"mode: must be 'min' or 'max', got {self.mode!r}; use mode: min or mode: max")
         if isinstance(self.num_samples, bool) or not isinstance(self.num_samples, int) or self.num_samples <= 0:
-            raise SpecError(f"num_samples: must be a positive integer, got {self.num_samples!r}; e.g. num_samples: 20")
+            raise SpecError(f"num_samples: must be a positive integer, got {_show(self.num_samples)}; e.g. num_samples: 20")
+        if self.num_samples > MAX_NUM_SAMPLES:
+            raise SpecError(
+                f"num_samples: at most {MAX_NUM_SAMPLES:,} trials, got {_show(self.num_samples)}; use a smaller "
+                f"number, or to tune until a deadline set time_budget_s (seconds) with num_samples: {MAX_NUM_SAMPLES}"
+            )
         if self.max_concurrent is not None and (
             isinstance(self.max_concurrent, bool) or not isinstance(self.max_concurrent, int) or self.max_concurrent <= 0
         ):
             raise SpecError(
                 f"max_concurrent: must be a positive integer or left out (fills the cluster), got {self.max_concurrent!r}"
             )
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
-            raise SpecError(f"seed: must be a non-negative integer or null, got {self.seed!r}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)
+                                      or not 0 <= self.seed <= MAX_SEED):
+            raise SpecError(f"seed: must be a non-negative integer (at most 2**63 - 1) or null, got {_show(self.seed)}; e.g. seed: 0")
         if isinstance(self.max_failures, bool) or not isinstance(self.max_failures, int) or self.max_failures < -1:
             raise SpecError(f"max_failures: must be an integer >= 0 (or -1 for unlimited), got {self.max_failures!r}")
         if self.keep_checkpoints is not None and (
@@ -144,8 +215,14 @@ class ExperimentSpec:
                 f"keep_checkpoints: must be a positive integer (checkpoints kept per trial) or null "
                 f"(keep all), got {self.keep_checkpoints!r}"
             )
-        if self.time_budget_s is not None and not (isinstance(self.time_budget_s, (int, float)) and self.time_budget_s > 0):
-            raise SpecError(f"time_budget_s: must be a positive number of seconds, got {self.time_budget_s!r}")
+        if self.time_budget_s is not None and (
+            isinstance(self.time_budget_s, bool) or not isinstance(self.time_budget_s, (int, float))
+            or not math.isfinite(self.time_budget_s) or self.time_budget_s <= 0
+        ):
+            raise SpecError(
+                f"time_budget_s: must be a positive, finite number of seconds or null (no limit), got "
+                f"{_show(self.time_budget_s)}; e.g. time_budget_s: 3600"
+            )
         if self.report_timeout_s is not None and (
             isinstance(self.report_timeout_s, bool) or not isinstance(self.report_timeout_s, (int, float))
             or not math.isfinite(self.report_timeout_s) or self.report_timeout_s <= 0
@@ -162,17 +239,24 @@ class ExperimentSpec:
                 "trains, so two trials that start from the same config are not the same function; "
                 "leave cache_results out (off under PBT) or set it false"
             )
-        if self.stop is not None and not isinstance(self.stop, Mapping):
-            raise SpecError(f"stop: must be a mapping like {{training_iteration: 10}}, got {self.stop!r}")
-        if not isinstance(self.storage_path, str) or not self.storage_path:
-            raise SpecError(f"storage_path: must be a directory path or URI, got {self.storage_path!r}")
+        self._check_stop()
+        self._check_storage_path()
+        self._check_tracking_uri()
+        self._check_secrets()
         if self.address is not None and not isinstance(self.address, str):
             raise SpecError(f"address: must be null, 'auto', 'local' or 'ray://host:port', got {self.address!r}")
         for key in ("search_options", "scheduler_options"):
-            if not isinstance(getattr(self, key), Mapping):
-                raise SpecError(f"{key}: must be a mapping of options, got {getattr(self, key)!r}")
+            options = getattr(self, key)
+            if not isinstance(options, Mapping):
+                raise SpecError(f"{key}: must be a mapping of options, got {_show(options)}; e.g. {key}: {{}}")
+            bad = [k for k in options if not isinstance(k, str) or not k.isidentifier()]
+            if bad:
+                raise SpecError(f"{key}: option names must be identifiers, got {_show(bad[0])}; "
+                                f"see the {key.split('_')[0]}'s class docstring for its options")
         self.resources = normalise_resources(self.resources)
         self._check_space()
+        self._check_secret_values()
+        self._check_points()
         from orchestrator.held_out import check_options as check_held_out
 
         self.held_out_seeds = check_held_out(self.held_out_seeds, self.seed_key, self.space)
@@ -180,6 +264,9 @@ class ExperimentSpec:
         self._check_choice("scheduler", self.scheduler, registry.SCHEDULERS, "ray.tune.schedulers.TrialScheduler")
         self.load_trainable()
         self._check_register_model()
+        from orchestrator.components import check_components
+
+        check_components(self)  # the searcher and scheduler, built with their options
 
     def _check_register_model(self) -> None:
         """``register_model`` needs MLflow and the trainable module's ``load_model`` (see
@@ -222,6 +309,158 @@ class ExperimentSpec:
             self.space = Space.of(self.space)
         except SpaceError as exc:
             raise SpecError(f"space: {exc}") from None
+        except RecursionError:
+            raise SpecError("space: nests too deeply (over Python's recursion limit); flatten it") from None
+
+    def _check_points(self) -> None:
+        """``points_to_evaluate`` against the space: a misspelt key would be dropped and a value
+        outside its domain would fail inside the searcher, once Ray runs."""
+        points = self.points_to_evaluate
+        if points is None:
+            return
+        if isinstance(points, (str, bytes, Mapping)) or not isinstance(points, (list, tuple)):
+            raise SpecError(
+                f"points_to_evaluate: must be a list of (partial) configs or null, got {_show(points)}; "
+                f"e.g. points_to_evaluate: [{{{self.space.names[0]}: ...}}]"
+            )
+        if len(points) > self.num_samples:
+            raise SpecError(
+                f"points_to_evaluate: {len(points)} points but num_samples is {self.num_samples}, so "
+                f"{len(points) - self.num_samples} would never run; raise num_samples to at least {len(points)} "
+                f"or drop points"
+            )
+        for i, point in enumerate(points):
+            try:
+                self.space.check_point(point)
+            except SpaceError as exc:
+                raise SpecError(f"points_to_evaluate[{i}]: {exc} (point {_show(point)})") from None
+
+    def _check_stop(self) -> None:
+        """``stop`` is handed to Tune, which stops a trial when ``result[key] >= value``; a key the
+        trainable never reports is never reached, so a misspelt one would silently not stop."""
+        if self.stop is None:
+            return
+        if not isinstance(self.stop, Mapping):
+            raise SpecError(f"stop: must be a mapping like {{training_iteration: 10}}, got {_show(self.stop)}")
+        known = set(TUNE_RESULT_KEYS) | ({self.metric} if isinstance(self.metric, str) else set())
+        for key, value in self.stop.items():
+            if not isinstance(key, str) or not key:
+                raise SpecError(f"stop: keys must be result keys (strings), got {_show(key)}; "
+                                f"e.g. stop: {{training_iteration: 10}}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+                raise SpecError(
+                    f"stop.{key}: must be a number (the trial stops once result[{key!r}] >= it), got "
+                    f"{_show(value)}; e.g. stop: {{{key}: 10}}"
+                )
+            if key not in known:
+                near = _closest(key, known, cutoff=0.8)
+                if near is not None:
+                    raise SpecError(
+                        f"stop.{key}: {key!r} is not a key Tune or the metric reports, so this limit would "
+                        f"never be reached (got stop: {_show(dict(self.stop))}); did you mean {near!r}? "
+                        f"write stop: {{{near}: {_show(value)}}}"
+                    )
+
+    def _check_storage_path(self) -> None:
+        path = self.storage_path
+        if not isinstance(path, str) or not path.strip() or "\x00" in path:
+            raise SpecError(f"storage_path: must be a directory path or URI, got {_show(path)}; "
+                            f"e.g. storage_path: ./runs or s3://bucket/runs")
+        if "://" in path:
+            scheme = path.split("://", 1)[0].lower()
+            rest = path.split("://", 1)[1]
+            if scheme not in STORAGE_SCHEMES or (scheme != "file" and not rest.strip("/")):
+                raise SpecError(
+                    f"storage_path: {path!r} is not a URI Ray Tune can write to; use a local directory or "
+                    f"one of the schemes {list(STORAGE_SCHEMES)} with a bucket/path, e.g. s3://bucket/runs"
+                )
+            return
+        local = os.path.abspath(os.path.expanduser(path))
+        if os.path.exists(local) and not os.path.isdir(local):
+            raise SpecError(f"storage_path: {path!r} exists and is not a directory; give a directory "
+                            f"(it is created when missing), e.g. storage_path: ./runs")
+        parent = local
+        while not os.path.exists(parent):  # the nearest existing ancestor must be a writable folder
+            parent = os.path.dirname(parent)
+        if not os.path.isdir(parent):
+            raise SpecError(f"storage_path: {path!r} lies under {parent!r}, which is a file, not a directory; "
+                            f"give a directory path")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise SpecError(f"storage_path: {path!r} cannot be created or written ({parent!r} is not writable "
+                            f"by this user); choose a writable directory, e.g. storage_path: ./runs")
+
+    def _check_tracking_uri(self) -> None:
+        """MLflow accepts many stores; a typo (``htp://``, ``http//host``) would otherwise fail after
+        Ray started, or worse, become a local folder named ``http:``."""
+        uri = self.tracking_uri
+        if uri is None or uri == "":
+            return
+        fix = (f"use one of the schemes {list(TRACKING_SCHEMES)} (e.g. http://127.0.0.1:5000 or "
+               f"sqlite:///runs/mlflow.db), null for a local sqlite store beside the runs, or '' for no tracking")
+        if not isinstance(uri, str) or uri != uri.strip() or any(c.isspace() or not c.isprintable() for c in uri):
+            raise SpecError(f"tracking_uri: must be an MLflow tracking URI without spaces, got {_show(uri)}; {fix}")
+        if uri in ("databricks", "databricks-uc", "uc"):  # the workspace of the default profile
+            return
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(uri)
+            port = parts.port  # raises on a port that is not a number
+        except ValueError as exc:
+            raise SpecError(f"tracking_uri: {uri!r} is malformed ({exc}); {fix}") from None
+        scheme = parts.scheme.lower()
+        base = scheme.split("+", 1)[0]
+        if base not in TRACKING_SCHEMES or ("+" in scheme and base not in ("postgresql", "mysql", "mssql")):
+            raise SpecError(f"tracking_uri: unknown scheme {scheme + ':' if scheme else 'none'} in {uri!r}; {fix}")
+        if base in ("http", "https", "postgresql", "mysql", "mssql") and not parts.hostname:
+            raise SpecError(f"tracking_uri: {uri!r} names no host; write {base}://HOST[:PORT]..., e.g. "
+                            f"http://127.0.0.1:5000")
+        if port is not None and not 0 < port < 65536:
+            raise SpecError(f"tracking_uri: port {port} in {uri!r} is not in 1..65535; {fix}")
+        if base == "sqlite" and not uri.lower().startswith("sqlite:///"):
+            raise SpecError(f"tracking_uri: {uri!r}: a sqlite URI is sqlite:///relative/path.db or "
+                            f"sqlite:////absolute/path.db (three or four slashes)")
+
+    def _check_secrets(self) -> None:
+        names = self.secrets
+        if names is None:
+            return
+        if isinstance(names, (str, bytes, Mapping)) or not isinstance(names, (list, tuple)):
+            raise SpecError(
+                f"secrets: must be a list of environment variable names, got {_show(names)}; "
+                f"e.g. secrets: [WANDB_API_KEY]"
+            )
+        for name in names:
+            if not isinstance(name, str) or not ENV_NAME.fullmatch(name):
+                raise SpecError(
+                    f"secrets: {_show(name)} is not an environment variable name (letters, digits and '_', "
+                    f"not starting with a digit); list the variables' names, never their values, e.g. secrets: [API_KEY]"
+                )
+        dupes = sorted({n for n in names if list(names).count(n) > 1})
+        if dupes:
+            raise SpecError(f"secrets: {dupes} listed twice in {_show(list(names))}; list each variable once")
+        missing = [n for n in names if n not in os.environ]
+        if missing:
+            raise SpecError(
+                f"secrets: environment variable {missing[0]!r} is not set on this driver (secrets: "
+                f"{_show(list(names))}); export it before starting (export {missing[0]}=...) or drop it from secrets"
+            )
+
+    def _check_secret_values(self) -> None:
+        """A string under a secret-looking key of the space would be a credential in the config,
+        which Ray writes into trial folder names and the experiment folder: refused, with the way
+        that keeps it out (an environment variable listed under ``secrets``)."""
+        for path, key, value in _string_leaves(self.space.template, ""):
+            if is_secret_name(key):
+                var = re.sub(r"[^A-Za-z0-9_]", "_", key).upper()
+                raise SpecError(
+                    f"space.{path.replace('/', '.')}: looks like a credential (a string "
+                    f"{'among the choices' if isinstance(value, Categorical) else 'value'} under {key!r}); "
+                    f"config values are written by Ray into the experiment folder and trial names; put it "
+                    f"in an environment variable and list it under secrets: [{var}], then read os.environ"
+                    f"[{var!r}] in the trainable (not a credential? rename the key: names with a "
+                    f"part like key, token, password, secret or auth are treated as credentials)"
+                )
 
     @staticmethod
     def _check_choice(key: str, value: Any, known: Mapping, kind: str) -> None:
@@ -340,7 +579,7 @@ def apply_override(data: dict, item: str) -> None:
     if not sep or not key:
         raise SpecError(f"--set: expected key=value (e.g. --set num_samples=4), got {item!r}")
     try:
-        value = yaml.safe_load(raw)
+        value = yaml.load(raw, Loader=_SpecLoader)
     except yaml.YAMLError:
         value = raw
     parts = key.split(".")
@@ -355,11 +594,85 @@ def apply_override(data: dict, item: str) -> None:
     node[parts[-1]] = value
 
 
-def _closest(key: str, known: set[str]) -> str | None:
+def _closest(key: str, known: set[str], cutoff: float = 0.6) -> str | None:
     import difflib
 
-    matches = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+    matches = difflib.get_close_matches(key, sorted(known), n=1, cutoff=cutoff)
     return matches[0] if matches else None
+
+
+def _show(value: Any) -> str:
+    """``repr`` for a message, short and never raising (see ``describe_value``)."""
+    return describe_value(value)
+
+
+def _is_empty(value: Any) -> bool:
+    return value is None or (isinstance(value, (str, Mapping, list, tuple)) and len(value) == 0)
+
+
+class _HugeInt:
+    """An integer literal of more than 4300 digits in a YAML file: Python refuses to parse it
+    (CVE-2020-10735's limit), so the loader keeps its text and validation names its field."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        digits = sum(c.isdigit() for c in self.text)
+        return f"{self.text.lstrip('+-')[:8]}... (an integer of {digits} digits)"
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that reads an over-long integer as :class:`_HugeInt`, not a traceback."""
+
+    def construct_yaml_int(self, node):
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:
+            return _HugeInt(str(node.value))
+
+
+_SpecLoader.add_constructor("tag:yaml.org,2002:int", _SpecLoader.construct_yaml_int)
+
+
+def _refuse_huge_numbers(value: Any, path: str) -> None:
+    """No count, bound or seed of a spec is anywhere near 10**40: such a number is a typo, and
+    one of more than 4300 digits cannot even be printed in a message by the field's own check."""
+    if isinstance(value, _HugeInt) or (isinstance(value, int) and not isinstance(value, bool)
+                                       and abs(value) >= HUGE_INT):
+        raise SpecError(
+            f"{path or 'spec'}: the number {_show(value) if not isinstance(value, _HugeInt) else repr(value)} is "
+            f"far too large for any field of a spec; write a number below 10**40 (check for a typo)"
+        )
+    if isinstance(value, Mapping):
+        for key, sub in value.items():
+            _refuse_huge_numbers(sub, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, (list, tuple)):
+        for k, sub in enumerate(value):
+            _refuse_huge_numbers(sub, f"{path}[{k}]")
+
+
+def _string_leaves(node: Any, path: str):
+    """``(path, key, value)`` for each string constant and each categorical with a string
+    choice in a template; ``key`` is the innermost mapping key above it."""
+    key = path.rsplit("/", 1)[-1]
+    if _is_domain(node):
+        if isinstance(node, Categorical):
+            if any(isinstance(c, str) for c in node.choices):
+                yield path, key, node
+            for k, choice in enumerate(node.choices):
+                if _contains_domain(choice) or isinstance(choice, (Mapping, list, tuple)):
+                    yield from _string_leaves(choice, path)
+        return
+    if isinstance(node, str):
+        if path:
+            yield path, key, node
+    elif isinstance(node, Mapping):
+        for k, sub in node.items():
+            yield from _string_leaves(sub, f"{path}/{k}" if path else str(k))
+    elif isinstance(node, (list, tuple)):
+        for sub in node:
+            yield from _string_leaves(sub, path)
 
 
 def _qualname(obj: Any) -> str:

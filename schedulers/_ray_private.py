@@ -35,7 +35,9 @@ What is used, and why:
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import os
 from typing import Any, Optional
 
 import ray
@@ -160,6 +162,17 @@ def experiment_staging_dir(trial: Any) -> Optional[str]:
     return None if storage is None else storage.experiment_driver_staging_path
 
 
+def experiment_folder(trial: Any) -> Optional[str]:
+    """The experiment folder on this machine's disk, or ``None`` when storage is remote
+    (``StorageContext.experiment_fs_path`` on a pyarrow ``LocalFileSystem``)."""
+    import pyarrow.fs
+
+    storage = getattr(trial, "storage", None)
+    if storage is None or not isinstance(storage.storage_filesystem, pyarrow.fs.LocalFileSystem):
+        return None
+    return storage.experiment_fs_path
+
+
 def drop_staged_copy(trial: Any, state_path: str) -> bool:
     """Remove the stale copy of a scheduler state file that a restore put in the driver
     staging folder; True if there was one.
@@ -191,3 +204,188 @@ def is_function_trainable(trial: Any) -> bool:
 
     cls = trial.get_trainable_cls()
     return cls is None or issubclass(cls, FunctionTrainable)
+
+
+@contextlib.contextmanager
+def loopback_node():
+    """Make a Ray started inside this block put its node, and every server of it, on 127.0.0.1.
+
+    Ray resolves a requested ``127.0.0.1`` node address to the host's outward address
+    (``services.resolve_ip_for_localhost``), so GCS, raylet, object manager and workers would
+    listen on every interface. The one switch that keeps them on loopback is the one Ray uses on
+    laptops: with ``ray_constants.ENABLE_RAY_CLUSTER`` off, ``services.get_node_ip_address``
+    returns the loopback address, and the C++ servers bind to the node address they are given.
+    The constant is read at import time, hence both the module attribute (this process) and the
+    environment variable (the processes Ray starts now, which inherit it). Checked by
+    ``tests/test_loopback.py``, which lists the listening sockets of a Ray started this way.
+    """
+    from ray._private import ray_constants
+
+    saved_constant = ray_constants.ENABLE_RAY_CLUSTER
+    saved_env = os.environ.get(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_constant
+        if saved_env is None:
+            os.environ.pop(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR, None)
+        else:
+            os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = saved_env
+
+
+
+# ---- exact resume after a SIGKILL (orchestrator/reconcile.py) -------------------------------
+
+
+@contextlib.contextmanager
+def exact_resume_hooks(on_restored: Any = None):
+    """Inside this block, Tune's controller (``ray/tune/execution/tune_controller.py``)
+
+    * takes an experiment snapshot (``TuneController.checkpoint(force=True)``) in every loop
+      step in which the searcher created trials, right after ``_maybe_update_trial_queue``
+      added them and before ``_maybe_add_actors`` starts any of them: a trial never runs,
+      reports or writes a folder unless a snapshot that holds it was written to Tune's staging
+      folder first (its periodic snapshot, ``TUNE_GLOBAL_CHECKPOINT_S``, 10 s or more, would
+      otherwise leave every trial started since then out of the resume, which then re-creates
+      it under a new id and from scratch);
+    * calls ``on_restored(controller, trials)`` on the trials that ``TuneController.resume``
+      read back from the snapshot (``_restore_trials``), before the searcher is restored and
+      before any trial is handed to the scheduler (``_requeue_restored_trials`` ->
+      ``add_trial`` -> ``on_trial_add``); it returns the trials to resume.
+
+    The patch is on the class, for the length of the block, in this process only.
+    """
+    from ray.tune.execution.tune_controller import TuneController
+
+    original_queue = TuneController._maybe_update_trial_queue
+    original_restore = TuneController._restore_trials
+
+    def _maybe_update_trial_queue(self):
+        before = len(self._trials)
+        original_queue(self)
+        if len(self._trials) > before:
+            self.checkpoint(force=True)
+
+    def _restore_trials(self, experiment_state):
+        trials = original_restore(self, experiment_state)
+        if on_restored is not None:
+            trials = on_restored(self, trials)
+        return trials
+
+    TuneController._maybe_update_trial_queue = _maybe_update_trial_queue
+    TuneController._restore_trials = _restore_trials
+    try:
+        yield
+    finally:
+        TuneController._maybe_update_trial_queue = original_queue
+        TuneController._restore_trials = original_restore
+
+
+def verify_exact_resume_hooks() -> None:
+    """Fail loudly when the controller code :func:`exact_resume_hooks` relies on moved."""
+    from ray.tune.execution.tune_controller import TuneController
+
+    problems = []
+    step = inspect.getsource(TuneController.step)
+    if step.find("_maybe_update_trial_queue()") < 0 or not (
+            step.find("_maybe_update_trial_queue()") < step.find("_maybe_add_actors()")):
+        problems.append("TuneController.step no longer adds trials before starting actors")
+    resume = inspect.getsource(TuneController.resume)
+    if not (0 <= resume.find("_restore_trials(") < resume.find("restore_from_dir")
+            < resume.find("_requeue_restored_trials(")):
+        problems.append("TuneController.resume no longer restores trials, then the searcher, then requeues")
+    if "force" not in inspect.signature(TuneController.checkpoint).parameters:
+        problems.append("TuneController.checkpoint lost its force parameter")
+    if problems:
+        raise RayInternalsChanged("schedulers/_ray_private.py: " + "; ".join(problems))
+
+
+def trial_folder(trial: Any) -> Optional[str]:
+    """The trial's folder on its storage (``StorageContext.trial_fs_path``), or None before
+    Tune named it (``Trial.init_local_path`` names it when the trial first starts)."""
+    storage = getattr(trial, "storage", None)
+    if storage is None or not getattr(storage, "trial_dir_name", None):
+        return None
+    return storage.trial_fs_path
+
+
+def trial_dir_name(trial: Any) -> Optional[str]:
+    storage = getattr(trial, "storage", None)
+    return getattr(storage, "trial_dir_name", None) if storage is not None else None
+
+
+def adopt_checkpoint(trial: Any, path: str, metrics: dict, config: Optional[dict], next_index: int) -> None:
+    """Make a restored trial continue from ``path``, a checkpoint it wrote after Tune's last
+    snapshot, as if the snapshot had recorded it: the checkpoint result it restarts from
+    (see :func:`restart_from`), the config it had then (PBT may have changed it), and
+    ``StorageContext.current_checkpoint_index`` (``Trial.on_checkpoint`` keeps it one past the
+    newest checkpoint; the trainable names its next checkpoint folder from it, so no folder
+    already on disk is overwritten)."""
+    from ray.tune import Checkpoint
+
+    checkpoint = Checkpoint(path, filesystem=trial.storage.storage_filesystem)
+    restart_from(trial, checkpoint, metrics)
+    if config is not None and config != trial.config:
+        trial.set_config(config)
+    trial.storage.current_checkpoint_index = max(int(trial.storage.current_checkpoint_index), int(next_index))
+    trial.run_metadata.last_result = dict(metrics)
+    trial.invalidate_json_state()
+    trial.run_metadata.invalidate_cache()
+
+
+def latest_checkpoint_path(trial: Any) -> Optional[str]:
+    result = trial.latest_checkpoint_result
+    if result is None or result.checkpoint is None:
+        return None
+    return result.checkpoint.path
+
+
+def set_trial_dir_name(trial: Any, name: str) -> None:
+    """Give a restored trial that Tune had not named yet the folder it had before the restore
+    (``Trial.init_local_path`` only names a trial whose ``relative_logdir`` is empty)."""
+    trial.relative_logdir = name
+    trial.storage.trial_dir_name = name
+    trial.invalidate_json_state()
+
+
+@contextlib.contextmanager
+def keep_local_result_files():
+    """Inside this block, a trial that starts again in this driver keeps its staging copies of
+    ``result.json`` / ``progress.csv`` instead of Tune's download of the experiment folder's.
+
+    Tune's loggers (``ray/tune/logger/logger.py``, ``LoggerCallback._restore_from_remote``, called
+    by ``log_trial_start``) copy the trial's files from the experiment folder over the staging
+    copies whenever a trial with a checkpoint starts, also when it restarts in the same driver
+    (a PBT exploit pauses and restarts it). The experiment folder only holds what the last
+    experiment snapshot uploaded, so every result the trial reported since then was lost from its
+    ``result.json`` (though delivered to the callbacks, MLflow included). Where the staging copy
+    exists, this driver wrote it and it is the newest; only a trial without one (the first start
+    after a resume: ``orchestrator.reconcile`` prepares the experiment folder's copy) downloads.
+    Checked by :func:`verify_keep_local_result_files`."""
+    from ray.tune.logger.logger import LoggerCallback
+
+    original = LoggerCallback._restore_from_remote
+
+    def _restore_from_remote(self, file_name, trial):
+        local = os.path.join(trial.local_path, file_name)
+        if os.path.isfile(local):
+            return
+        return original(self, file_name, trial)
+
+    LoggerCallback._restore_from_remote = _restore_from_remote
+    try:
+        yield
+    finally:
+        LoggerCallback._restore_from_remote = original
+
+
+def verify_keep_local_result_files() -> None:
+    from ray.tune.logger.json import JsonLoggerCallback
+    from ray.tune.logger.logger import LoggerCallback
+
+    if tuple(inspect.signature(LoggerCallback._restore_from_remote).parameters) != ("self", "file_name", "trial") \
+            or "_restore_from_remote" not in inspect.getsource(JsonLoggerCallback.log_trial_start):
+        raise RayInternalsChanged("schedulers/_ray_private.py: Tune's loggers no longer restore their "
+                                  "files with LoggerCallback._restore_from_remote(file_name, trial)")

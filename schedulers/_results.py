@@ -9,17 +9,19 @@ from typing import Mapping
 
 from ray.tune.result import AUTO_RESULT_KEYS, DEBUG_METRICS, SHOULD_CHECKPOINT
 
+from search_algs.errors import TuneorchError
+
 # Keys Tune adds to every result: not the user's, so not worth listing in an error.
 _NOT_USER_KEYS = set(AUTO_RESULT_KEYS) | set(DEBUG_METRICS) | {
     "done", SHOULD_CHECKPOINT, "trial_id", "iterations_since_restore", "experiment_tag",
     "__duplicate__", "checkpoint_dir_name"}
 
 
-class MissingMetricError(ValueError):
+class MissingMetricError(TuneorchError, ValueError):
     """A result lacks the metric or the time attribute the scheduler ranks by."""
 
 
-class MetricTypeError(ValueError):
+class MetricTypeError(TuneorchError, ValueError):
     """The metric or the time attribute is not a number."""
 
 

@@ -48,6 +48,7 @@ from schedulers import _ray_private
 from schedulers._results import MetricTypeError, MissingMetricError, result_number, user_keys
 from schedulers.core.asha import (ASHA, MODES, Action, ASHAConfigError, ASHAStateError, Status,
                                   validate_options)
+from search_algs.errors import TuneorchError
 
 if TYPE_CHECKING:
     from ray.tune.execution.tune_controller import TuneController
@@ -61,7 +62,7 @@ _TUNE = {Action.CONTINUE: TrialScheduler.CONTINUE, Action.PAUSE: TrialScheduler.
          Action.STOP: TrialScheduler.STOP}
 
 
-class PromotionNeedsCheckpointError(ValueError):
+class PromotionNeedsCheckpointError(TuneorchError, ValueError):
     """The promotion variant would pause a trial that has no checkpoint to resume from."""
 
 
@@ -136,6 +137,16 @@ class ASHAScheduler(TrialScheduler):
     def rung_records(self) -> dict:
         """``{(bracket, milestone): {trial_id: value}}``, see :meth:`ASHA.rung_records`."""
         return self.policy.rung_records()
+
+    def stopped_at_rung(self, trial_id: str) -> float | None:
+        """The rung milestone (in units of ``time_attr``) where this scheduler stopped
+        ``trial_id`` early; ``None`` when it did not (still going, reached ``max_t``, ended on
+        its own, failed, or unknown). Read-only: the orchestrator reports early stops with it."""
+        core = self._core
+        state = core.trials.get(trial_id) if core is not None else None
+        if state is None or state.status is not Status.STOPPED or state.level < 0:
+            return None
+        return core.levels[state.bracket][state.level]
 
     # ---- Tune contract -----------------------------------------------------------------
 

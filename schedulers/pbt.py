@@ -71,7 +71,7 @@ from schedulers.core.state_file import write_json_atomic
 from schedulers.core.pbt import (MIDDLE, MODES, NO_CHECKPOINT, PBT, TOO_FEW, TOP, Continue, Exploit,
                                  Pause, PBTConfigError, PBTStateError,
                                  validate_options)
-from search_algs.errors import SpaceError
+from search_algs.errors import SpaceError, TuneorchError
 from search_algs.space import Space
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ _NOT_INHERITED = ("config", "trial_id", "experiment_tag", "done", SHOULD_CHECKPO
 
 
 
-class NoSearchSpaceError(ValueError):
+class NoSearchSpaceError(TuneorchError, ValueError):
     """The scheduler has no search space to explore in."""
 
 

@@ -32,11 +32,12 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from schedulers import _ray_private
 from schedulers._results import result_number
+from search_algs.errors import TuneorchError
 
 __all__ = ["ReplayScheduler", "ReplayConfigError", "merge_config"]
 
 
-class ReplayConfigError(ValueError):
+class ReplayConfigError(TuneorchError, ValueError):
     """The schedule or an option of :class:`ReplayScheduler` is invalid."""
 
 

@@ -36,7 +36,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from search_algs.errors import SpaceError
+from search_algs.errors import SpaceError, describe_value
 
 __all__ = [
     "Float",
@@ -48,8 +48,14 @@ __all__ = [
 ]
 
 
+# Largest integer bound: every integer up to 2**53 is exactly one float64.
+MAX_INT = 2**53
+
+
 def _fmt(value: Any) -> str:
-    return repr(value)
+    """``repr(value)`` for a message, also for values Python will not print: an integer of
+    more than 4300 digits raises ``ValueError`` in ``repr`` (CPython's int-to-str limit)."""
+    return describe_value(value)
 
 
 def _snap(value: float, step: float, scale: float = 0.0) -> float:
@@ -82,6 +88,14 @@ class Float:
             raise SpaceError(
                 f"parameter '{name}': low must be <= high, got low={self.low}, high={self.high}; "
                 f"swap the bounds"
+            )
+        if not math.isfinite(float(self.high) - float(self.low)):
+            # The unit-cube encoding works on high - low: an infinite width decodes every
+            # point to one bound (Float(-1e308, 1e308) would always sample 1e308).
+            raise SpaceError(
+                f"parameter '{name}': the width high - low must be a finite number, got "
+                f"low={self.low}, high={self.high} (width overflows to inf); use bounds less than "
+                f"about 1.7e308 apart, e.g. rescale the parameter or use log: true with low > 0"
             )
         if self.log and self.low <= 0:
             raise SpaceError(
@@ -118,6 +132,14 @@ class Int:
                 raise SpaceError(
                     f"parameter '{name}': '{bound_name}' of an integer parameter must be an int, "
                     f"got {_fmt(bound)}; use a whole number or a float parameter"
+                )
+            if abs(int(bound)) > MAX_INT:
+                # The numerical cores encode every value as a float64 in [0, 1]: above 2**53
+                # neighbouring integers are the same float, so the grid would collapse.
+                raise SpaceError(
+                    f"parameter '{name}': '{bound_name}' of an integer parameter must lie within "
+                    f"+-2**53 ({MAX_INT}), got {_fmt(bound)}; use smaller bounds, or a float "
+                    f"parameter with log: true for a range this wide"
                 )
         if self.low > self.high:
             raise SpaceError(
@@ -345,6 +367,7 @@ class Space:
             return obj
         from search_algs import converters
 
+        _check_spec_mappings(obj, "")
         return cls(converters.to_template(obj))
 
     def _collect(self, node: Any, path: str, context: tuple[int, int] | None, out: list[Param]) -> None:
@@ -560,6 +583,83 @@ class Space:
                 return k
         return first
 
+    # ---- checking a user's point ------------------------------------------------------
+
+    def check_point(self, point: Any) -> None:
+        """Refuse a (possibly partial) config that names keys the space does not have or holds
+        values outside their domains, as ``points_to_evaluate`` may; missing keys are fine
+        (the searcher draws them). Raises :class:`SpaceError` naming the key path, the value
+        and the fix."""
+        if not isinstance(point, Mapping):
+            raise SpaceError(
+                f"expected a mapping of parameter values like {{{self.names[0]!r}: ...}}, got "
+                f"{_fmt(point)}; give each point as a (partial) config"
+            )
+        self._check_point(self.template, point, "")
+
+    def _check_point(self, node: Any, value: Any, path: str) -> None:
+        where = path or "<root>"
+        if _is_domain(node):
+            if isinstance(node, Categorical):
+                branch_error = None
+                for choice in node.choices:
+                    if not _contains_domain(choice):
+                        if _equal(choice, value):
+                            return
+                    else:
+                        try:
+                            self._check_point(choice, value, path)
+                            return
+                        except SpaceError as exc:
+                            branch_error = branch_error or exc
+                if branch_error is not None and isinstance(value, (Mapping, list, tuple)):
+                    raise branch_error  # it reads as a branch: say what is wrong inside it
+                plain = [c if not _contains_domain(c) else f"<branch {k}>" for k, c in enumerate(node.choices)]
+                raise SpaceError(
+                    f"'{where}': value {_fmt(value)} is not among the choices {_fmt(plain)}; "
+                    f"use one of them"
+                )
+            p = self.params[self._node_index[id(node)]]
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+                raise SpaceError(f"'{where}': expected a number in {_domain_text(node)}, got {_fmt(value)}; "
+                                 f"give a number inside the bounds")
+            if isinstance(node, Int) and (not math.isfinite(float(value)) or float(value) != int(value)):
+                raise SpaceError(f"'{where}': expected an integer in {_domain_text(node)}, got {_fmt(value)}; "
+                                 f"give a whole number inside the bounds")
+            if not p.contains(int(value) if isinstance(node, Int) else value):
+                raise SpaceError(
+                    f"'{where}': value {_fmt(value)} lies outside {_domain_text(node)}; use a value "
+                    f"inside the bounds{' (and on the step grid)' if p.n_grid is not None else ''}"
+                )
+            return
+        if isinstance(node, Mapping):
+            if not isinstance(value, Mapping):
+                raise SpaceError(f"'{where}': expected a mapping with keys {sorted(map(str, node))}, got "
+                                 f"{_fmt(value)}")
+            for key, sub in value.items():
+                sub_path = f"{path}/{key}" if path else str(key)
+                if key not in node:
+                    hint = _closest(str(key), [str(k) for k in node])
+                    raise SpaceError(
+                        f"'{sub_path}': unknown key {_fmt(key)}; the space has {sorted(map(str, node))}"
+                        + (f"; did you mean {hint!r}?" if hint else "; drop it or add it to the space")
+                    )
+                self._check_point(node[key], sub, sub_path)
+            return
+        if isinstance(node, (list, tuple)):
+            if not isinstance(value, (list, tuple)) or len(value) != len(node):
+                raise SpaceError(f"'{where}': expected a list of {len(node)} items, got {_fmt(value)}")
+            for k, (sub_node, sub) in enumerate(zip(node, value)):
+                self._check_point(sub_node, sub, f"{path}/{k}" if path else str(k))
+            return
+        if not _equal(node, value):
+            # A constant: the trainable always gets the space's value, so a different one here
+            # would be dropped without a word.
+            raise SpaceError(
+                f"'{where}': {_fmt(value)} differs from the constant {_fmt(node)} of the space, and "
+                f"constants are not tuned; drop the key from the point or make it a parameter"
+            )
+
     # ---- conveniences -----------------------------------------------------------------
 
     def sample_flat(self, rng: np.random.Generator) -> dict[str, Any]:
@@ -602,6 +702,94 @@ class Space:
 
     def __len__(self) -> int:
         return self.dim
+
+
+def _domain_text(d: Any) -> str:
+    kind = "an integer" if isinstance(d, Int) else "a float"
+    extra = (" log-scaled" if d.log else "") + (f" on a step of {d.step}" if d.step not in (None, 1) else "")
+    return f"[{_fmt(d.low)}, {_fmt(d.high)}] ({kind}{extra})"
+
+
+def _closest(key: str, known: Sequence[str], cutoff: float = 0.6) -> str | None:
+    import difflib
+
+    matches = difflib.get_close_matches(key, sorted(known), n=1, cutoff=cutoff)
+    return matches[0] if matches else None
+
+
+# Keys of a YAML parameter spec ({type: float, low: ..., high: ...}); see search_algs/converters.py.
+_SPEC_KEYS = {"low", "high", "log", "step", "values", "weights"}
+
+
+def _check_spec_mappings(node: Any, path: str) -> None:
+    """Refuse a YAML/dict mapping that looks like a parameter spec but is not a valid one.
+
+    Any mapping that is not a ``{type: float|int|choice, ...}`` leaf is a constant passed to
+    the trainable as it is, so a typo (``type: floatt``, ``typ: float``, a missing ``type``)
+    would silently make a tuned parameter a constant dict. A mapping counts as a spec attempt
+    when its keys are otherwise spec keys (``low``, ``high``, ``values``, ...) or its type-like
+    key or value is one letter away from a real one; mappings such as ``{type: adam, lr: 0.1}``
+    stay constants. Also refuses spec bounds no float can hold (a 400-digit integer).
+    """
+    from search_algs.converters import SPEC_TYPES
+
+    if isinstance(node, (list, tuple)):
+        for k, value in enumerate(node):
+            _check_spec_mappings(value, f"{path}/{k}" if path else str(k))
+        return
+    if not isinstance(node, Mapping):
+        return
+    name = path or "value"
+    kind = node.get("type")
+    if isinstance(kind, str) and kind in SPEC_TYPES:
+        for key in ("low", "high", "step"):
+            bound = node.get(key)
+            if isinstance(bound, int) and not isinstance(bound, bool):
+                limit = MAX_INT if SPEC_TYPES[kind] == "int" else 1.7976931348623157e308
+                if abs(bound) > limit:
+                    raise SpaceError(
+                        f"parameter '{name}': '{key}' must lie within "
+                        f"{'+-2**53 (9007199254740992)' if limit == MAX_INT else '+-1.8e308'}"
+                        f" for type '{kind}', got {_fmt(bound)}; use a smaller bound"
+                        + (" (or a float parameter with log: true)" if limit == MAX_INT else "")
+                    )
+        values = node.get("values")
+        if isinstance(values, list):
+            for k, value in enumerate(values):
+                _check_spec_mappings(value, f"{name}[{k}]")
+        return
+    types = sorted(SPEC_TYPES)
+    keys = {str(k) for k in node}
+    spec_keys = keys & _SPEC_KEYS
+    type_keys = [k for k in keys if k != "type" and _closest(k.lower(), ["type"], 0.7)]
+    if type_keys and "type" not in keys:
+        value = node[type_keys[0]] if type_keys[0] in node else None
+        if isinstance(value, str) and (value in SPEC_TYPES or _closest(value.lower(), types, 0.75)):
+            raise SpaceError(
+                f"parameter '{name}': key {type_keys[0]!r} looks like a misspelt 'type', got "
+                f"{_fmt(dict(node))}; write type: {value if value in SPEC_TYPES else _closest(value.lower(), types, 0.75)}"
+                f" (a mapping that is not a parameter spec would be passed to the trainable as a constant)"
+            )
+    if "type" in node:
+        close = _closest(kind.lower(), types, 0.75) if isinstance(kind, str) else None
+        others = keys - {"type"}
+        if others and (others <= _SPEC_KEYS or (close and spec_keys)):
+            raise SpaceError(
+                f"parameter '{name}': unknown type {_fmt(kind)} in {_fmt(dict(node))}; "
+                + (f"did you mean type: {close}? " if close else "")
+                + f"known types are {types} (a mapping that is not a parameter spec would be passed "
+                  f"to the trainable as a constant)"
+            )
+    elif "type" not in keys and keys <= _SPEC_KEYS and ({"low", "high"} <= keys or "values" in keys):
+        guess = "choice" if "values" in keys else (
+            "int" if all(isinstance(node.get(k), int) and not isinstance(node.get(k), bool)
+                         for k in ("low", "high")) else "float")
+        raise SpaceError(
+            f"parameter '{name}': {_fmt(dict(node))} looks like a parameter spec without 'type'; "
+            f"add type: {guess} (known types are {types}), or it is passed to the trainable as a constant"
+        )
+    for key, value in node.items():
+        _check_spec_mappings(value, f"{path}/{key}" if path else str(key))
 
 
 def _equal(a: Any, b: Any) -> bool:

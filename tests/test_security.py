@@ -3,12 +3,10 @@ deployment manifests carry no credentials."""
 
 from __future__ import annotations
 
-import json
 import pathlib
 import subprocess
 import sys
 
-import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -36,28 +34,35 @@ def test_nested_configs_are_redacted_without_changing_the_original():
     assert config["data"]["access_key"] == "AKIA"
 
 
-def test_a_secret_reaches_the_trainable_but_not_mlflow_or_parquet(ray_local, mlflow_server, tmp_path):
+def test_a_string_secret_in_the_space_is_refused_without_echoing_it(tmp_path):
+    """Secrets go through ``secrets=[ENV_VAR]`` (tests/test_secrets.py proves none of their bytes
+    is written anywhere); a credential-looking string in the config is refused before Ray starts."""
     from fault_trainables import needs_its_key
-    from mlflow import MlflowClient
+    from orchestrator.spec import SpecError
 
-    result = tune(needs_its_key, {"x": Float(0.0, 1.0), "api_key": KEY}, metric="loss", mode="min",
-                  num_samples=2, seed=0, tracking_uri=mlflow_server, storage_path=str(tmp_path / "runs"),
-                  name="secrets", verbose=0)
-    assert not result.errors and len(result.trials) == 2  # the trainable got the real key
+    with pytest.raises(SpecError, match="secrets") as refused:
+        tune(needs_its_key, {"x": Float(0.0, 1.0), "api_key": KEY}, metric="loss", mode="min", num_samples=2,
+             tracking_uri="", storage_path=str(tmp_path / "runs"), verbose=0)
+    assert KEY not in str(refused.value)
 
-    client = MlflowClient(mlflow_server)
-    runs = client.search_runs([result.mlflow_experiment_id])
-    assert len(runs) == 3
-    for run in runs:
-        recorded = json.dumps([run.data.params, run.data.tags], default=str)
-        assert KEY not in recorded
-    children = [r for r in runs if r.info.run_id != result.mlflow_run_id]
-    assert all(r.data.params["api_key"] == "***" for r in children)
-    spec_json = client.download_artifacts(result.mlflow_run_id, "spec.json", str(tmp_path / "dl"))
-    assert KEY not in pathlib.Path(spec_json).read_text()
 
-    for path in result.export_parquet(str(tmp_path / "export")).values():
-        assert KEY not in json.dumps(pq.read_table(path).to_pylist(), default=str), path
+def test_space_descriptions_and_trial_names_carry_no_secret_looking_value():
+    from types import SimpleNamespace
+
+    from orchestrator.redaction import redact_space_rows, trial_dirname, trial_name
+
+    rows = [{"name": "api_key", "type": "categorical", "choices": [111, 222]},
+            {"name": "db/password", "type": "categorical", "choices": [1]},
+            {"name": "kind", "type": "categorical", "choices": ["a", "b"]},
+            {"name": "auth_token", "type": "float", "low": 0.0, "high": 1.0, "log": False, "step": None}]
+    assert redact_space_rows(rows) == [
+        {"name": "api_key", "type": "categorical", "choices": ["***", "***"]},
+        {"name": "db/password", "type": "categorical", "choices": ["***"]},
+        rows[2], rows[3]]
+    assert rows[0]["choices"] == [111, 222]  # the original is left alone
+    trial = SimpleNamespace(trainable_name="train_x", trial_id="ab12cd34_00001",
+                            config={"api_key": 111}, experiment_tag="1_api_key=111")
+    assert trial_name(trial) == trial_dirname(trial) == "train_x_ab12cd34_00001"
 
 
 def test_a_ray_we_start_serves_its_dashboard_on_localhost_only(tmp_path):

@@ -435,3 +435,60 @@ def test_bad_configs_refused_naming_the_parameter(config, fragments):
 def test_low_equal_high_is_a_single_value():
     space = Space.of({"x": {"type": "float", "low": 1.0, "high": 1.0}, "n": {"type": "int", "low": 4, "high": 4}})
     assert space.sample(np.random.default_rng(0)) == {"x": 1.0, "n": 4}
+
+
+# ---- points checked against the space, parameter specs that are not quite one, numeric sanity ---------
+
+POINT_SPACE = {"lr": Float(1e-3, 0.1, log=True), "opt": Categorical(["adam", {"name": "sgd", "mom": Float(0, 1)}]),
+               "epochs": 10, "nested": {"a": Int(1, 5)}}
+
+
+@pytest.mark.parametrize("point", [{}, {"lr": 0.01}, {"opt": "adam"}, {"opt": {"name": "sgd", "mom": 0.5}},
+                                   {"epochs": 10}, {"nested": {"a": 2}}, {"nested": {}}])
+def test_partial_points_inside_the_space_pass(point):
+    Space.of(POINT_SPACE).check_point(point)
+
+
+@pytest.mark.parametrize("point, fragments", [
+    ({"lrr": 0.01}, ["'lrr'", "did you mean 'lr'"]),
+    ({"lr": 1.0}, ["'lr'", "1.0", "outside", "[0.001, 0.1]"]),
+    ({"opt": "adamw"}, ["'opt'", "'adamw'", "not among the choices"]),
+    ({"opt": {"name": "sgd", "mom": 5}}, ["'opt/mom'", "5", "outside"]),  # the branch says what is wrong inside it
+    ({"epochs": 3}, ["'epochs'", "3", "constant 10"]),
+    ({"nested": {"b": 1}}, ["'nested/b'", "unknown key", "['a']"]),
+    ({"nested": {"a": 2.5}}, ["'nested/a'", "2.5", "whole number"]),
+    ([0.1], ["[0.1]", "mapping"]),
+])
+def test_points_outside_the_space_are_refused_naming_the_key(point, fragments):
+    with pytest.raises(SpaceError) as err:
+        Space.of(POINT_SPACE).check_point(point)
+    for fragment in fragments:
+        assert fragment in str(err.value), (fragment, str(err.value))
+
+
+@pytest.mark.parametrize("template, fragments", [
+    ({"x": {"type": "floatt", "low": 0, "high": 1}}, ["'x'", "'floatt'", "type: float"]),
+    ({"x": {"typ": "float", "low": 0, "high": 1}}, ["'x'", "'typ'", "type: float"]),
+    ({"x": {"low": 0, "high": 9}}, ["'x'", "without 'type'", "type: int"]),
+    ({"x": {"type": "choice", "values": [{"y": {"tpye": "int", "low": 0, "high": 2}}]}}, ["'x[0]/y'", "'tpye'"]),
+    ({"x": Float(-1e308, 1e308)}, ["'x'", "width", "finite"]),
+    ({"x": Int(0, 2**60)}, ["'x'", "2**53"]),
+    ({"x": {"type": "float", "low": 0, "high": 10**400}}, ["'x'", "401 digits"]),
+])
+def test_spec_typos_and_unusable_numbers_are_errors_never_constants(template, fragments):
+    with pytest.raises(SpaceError) as err:
+        Space.of(template)
+    for fragment in fragments:
+        assert fragment in str(err.value), (fragment, str(err.value))
+
+
+def test_constant_mappings_with_a_type_key_stay_constants():
+    space = Space.of({"x": Float(0, 1), "optimizer": {"type": "adam", "lr": 0.1}, "act": {"type": "relu"}})
+    assert space.names == ["x"]
+    assert space.to_config({"x": 0.5})["optimizer"] == {"type": "adam", "lr": 0.1}
+
+
+def test_a_wide_but_finite_float_range_samples_inside_it():
+    space = Space.of({"x": Float(-1e300, 1e300)})
+    values = [space.sample(np.random.default_rng(s))["x"] for s in range(20)]
+    assert all(-1e300 <= v <= 1e300 for v in values) and len(set(values)) == 20

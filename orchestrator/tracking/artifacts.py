@@ -62,7 +62,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from orchestrator.redaction import is_secret_name, redact_config
+from orchestrator.redaction import is_secret_name, redact_config, redact_space_rows
 
 logger = logging.getLogger(__name__)
 
@@ -389,12 +389,14 @@ def spec_document(spec: Any, result: Any, experiment_path: str) -> dict:
     """The content of ``spec.json``."""
     doc: dict[str, Any] = {}
     if spec is not None:
-        doc["summary"] = spec.summary()
+        # Values under secret-looking keys are masked everywhere in it, a tuned choice's
+        # candidates included (orchestrator.redaction).
+        doc["summary"] = redact_config(spec.summary())
         space = getattr(spec, "space", None)
-        doc["space"] = space.describe() if hasattr(space, "describe") else space
-        doc["settings"] = {key: getattr(spec, key, None) for key in (
+        doc["space"] = redact_space_rows(space.describe() if hasattr(space, "describe") else space)
+        doc["settings"] = redact_config({key: getattr(spec, key, None) for key in (
             "stop", "time_budget_s", "points_to_evaluate", "max_failures", "keep_checkpoints",
-            "storage_path", "address", "tracking_uri", "register_model")}
+            "storage_path", "address", "tracking_uri", "register_model", "secrets")})
     trials = getattr(result, "trials", None)
     statuses = {}
     if trials is not None and len(trials) and "status" in trials:

@@ -40,6 +40,7 @@ from typing import Any, Callable, TypeVar
 
 from ray.tune import Callback
 from orchestrator.faults import explain_error
+from orchestrator.outcome import STOP_REASON_TAG, nonfinite_failure, stop_reason_of
 from orchestrator.redaction import REDACTED, is_secret_name, redact_config
 
 from orchestrator.tracking.outbox import (
@@ -64,6 +65,7 @@ from orchestrator.tracking.sender import (
     is_permanent,
     runs_tagged,
 )
+from search_algs.errors import TuneorchError
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +89,7 @@ MLFLOW_ENV_DEFAULTS = {
 }
 
 
-class TrackingError(RuntimeError):
+class TrackingError(TuneorchError, RuntimeError):
     """Tracking cannot start or go on as configured."""
 
 
@@ -182,10 +184,15 @@ class _Session:
     sender: Sender
     closed: bool = False
     finished: bool = False
-    # {trial id: last step} recorded by an earlier process on this outbox. After a resume,
-    # Tune re-runs the steps between a trial's last checkpoint and the crash; those repeats
-    # are not recorded a second time (each step of a trial lands once).
+    # {trial id: last step} recorded by an earlier process on this outbox: the fallback rule
+    # for a resumed trial the reconciler said nothing about (remote storage): a result whose
+    # step is not past it is a re-run, not recorded again.
     recorded_steps: dict = field(default_factory=dict)
+    # {trial id: results recorded} (ordinals 0..n-1, counted over every process on this outbox).
+    recorded_results: dict = field(default_factory=dict)
+    # {trial id: ordinal of its next result}, set by rewind() (the resume's reconciler) and
+    # counted up by each result in this process.
+    next_result: dict = field(default_factory=dict)
 
 
 _SESSIONS: dict[str, _Session] = {}
@@ -199,14 +206,30 @@ class _TrialSeen:
     results: int = 0
 
 
-def _steps_recorded(outbox_path: str) -> dict[str, int]:
-    """Last step of each trial in an existing outbox (empty for a new one)."""
+def _steps_recorded(outbox_path: str) -> tuple[dict[str, int], dict[str, int]]:
+    """``({trial: last step}, {trial: results recorded})`` of an existing outbox (empty for a
+    new one).
+
+    A trial's results are identified by their ordinal ``n`` in the trial's history (the row of
+    its ``result.json``), not by their step: a PBT clone inherits its donor's
+    ``training_iteration``, so one trial's steps repeat and jump. Every ordinal below the
+    count was recorded exactly once (records of an older outbox without ``n`` count in order);
+    a ``drop`` forgets the trial."""
     steps: dict[str, int] = {}
+    results: dict[str, int] = {}
     for _, record, _ in read_records(outbox_path, 0, max_records=2**62):
-        if record and record.get("k") == "metrics" and isinstance(record.get("step"), int):
-            trial = record.get("trial")
-            steps[trial] = max(steps.get(trial, 0), record["step"])
-    return steps
+        kind = (record or {}).get("k")
+        trial = (record or {}).get("trial")
+        if kind == "drop":
+            steps.pop(trial, None)
+            results.pop(trial, None)
+        elif kind == "metrics" and trial is not None:
+            if isinstance(record.get("step"), int):
+                steps[trial] = max(steps.get(trial, 0), record["step"])
+            n = record.get("n")
+            n = n if isinstance(n, int) and not isinstance(n, bool) else results.get(trial, 0)
+            results[trial] = max(results.get(trial, 0), n + 1)
+    return steps, results
 
 
 class MLflowTracking(Callback):
@@ -391,6 +414,45 @@ class MLflowTracking(Callback):
         if self._session is not None and not self._session.closed:
             self._close_session(self._session)
 
+    def drop_trials_except(self, keep: set) -> list[str]:
+        """Delete the child runs of the trials this outbox recorded that are not in ``keep``;
+        returns their ids.
+
+        A resume calls it with the trials Tune restored: a trial recorded here but absent from
+        Tune's snapshot is created again by the search under a new id, so its old child run
+        would be a second run for one trial. The deletion is a ``drop`` record in the outbox
+        (delivered in order, so a replay from the start ends with the same runs).
+        """
+        session = self._ensure_started()
+        seen: list[str] = []
+        for _, record, _ in read_records(session.writer.path, 0, max_records=2**62):
+            trial = (record or {}).get("trial")
+            if (record or {}).get("k") == "drop":
+                if trial in seen:
+                    seen.remove(trial)
+            elif trial is not None and trial not in seen:
+                seen.append(trial)
+        dropped = [t for t in seen if t not in keep]
+        for trial in dropped:
+            session.writer.append({"k": "drop", "trial": trial, "ts": _now_ms()})
+            session.recorded_steps.pop(trial, None)
+            session.recorded_results.pop(trial, None)
+            session.next_result.pop(trial, None)
+            self._trials.pop(trial, None)
+        return dropped
+
+    def rewind(self, trial_id: str, results: int) -> None:
+        """The resumed ``trial_id`` continues its history after its first ``results`` results
+        (the rows the resume kept in its ``result.json``; ``orchestrator.reconcile``): its next
+        result is number ``results``. Results numbered below what this outbox recorded are
+        re-runs and are not recorded again. A ``rewind`` record keeps the outbox the account of
+        it (the sender ignores it)."""
+        session = self._ensure_started()
+        results = max(0, int(results))
+        session.writer.append({"k": "rewind", "trial": trial_id, "ts": _now_ms(), "n": results})
+        session.next_result[trial_id] = results
+        session.recorded_steps.pop(trial_id, None)
+
     # ----- Tune hooks (driver thread; no network) -------------------------------------------
 
     def setup(self, stop=None, num_samples=None, total_num_samples=None, **info):
@@ -409,15 +471,37 @@ class MLflowTracking(Callback):
         seen = self._trials[trial.trial_id]
         seen.results += 1
         metrics = flatten_metrics(result)
-        if step <= session.recorded_steps.get(trial.trial_id, 0):
-            return  # a step re-run after a resume from an older checkpoint: recorded already
-        session.recorded_steps.pop(trial.trial_id, None)  # past the crash: record everything
+        tid = trial.trial_id
+        # The result's ordinal in the trial's history: the row Tune appends it as to result.json.
+        n = session.next_result.get(tid)
+        if n is None and tid in session.recorded_steps:
+            # Resumed without a rewind() (no reconciler: remote storage): by step, as Tune re-runs
+            # the steps after the checkpoint it restarts from.
+            if step <= session.recorded_steps[tid]:
+                return
+            n = session.recorded_results.get(tid, 0)
+        elif n is None:
+            n = session.recorded_results.get(tid, 0)
+        session.recorded_steps.pop(tid, None)
+        session.next_result[tid] = n + 1
+        if n < session.recorded_results.get(tid, 0):
+            return  # re-run after a resume: this row of its history was recorded before the kill
+        session.recorded_results[tid] = n + 1
         if metrics:
-            session.writer.append({"k": "metrics", "trial": trial.trial_id, "ts": _now_ms(),
-                                   "step": step, "m": metrics})
+            session.writer.append({"k": "metrics", "trial": tid, "ts": _now_ms(),
+                                   "step": step, "n": n, "m": metrics})
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info):
-        self._end_trial(trial, "FINISHED", {})
+        # A trial whose last value of the tuned metric is NaN/inf ended, but failed
+        # (orchestrator.outcome): FAILED with the reason, like the summary and the tables.
+        failure = nonfinite_failure(getattr(trial, "last_result", None), _tuned_metric(self))
+        if failure:
+            self._end_trial(trial, "FAILED", {"error": failure, "error_reason": failure})
+        else:
+            # Stopped early by the scheduler (orchestrator.console.StopRecorder, which runs
+            # before this callback, wrote the reason into the last result): FINISHED + a tag.
+            reason = stop_reason_of(getattr(trial, "last_result", None))
+            self._end_trial(trial, "FINISHED", {STOP_REASON_TAG: reason} if reason else {})
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info):
         tags = {}
@@ -506,7 +590,7 @@ class MLflowTracking(Callback):
                 lambda: self._parent(client, experiment_id, run_uid),
                 self.start_timeout_s, self.tracking_uri)
             writer = OutboxWriter(self.outbox_dir, fsync=self.fsync)
-            recorded_steps = _steps_recorded(writer.path)
+            recorded_steps, recorded_results = _steps_recorded(writer.path)
             if resumed:
                 writer.append({"k": "reopen", "ts": _now_ms()})
             commit_log = CommitLog(self.outbox_dir)
@@ -525,7 +609,8 @@ class MLflowTracking(Callback):
             lock.close()
             raise
         return _Session(self.outbox_dir, self.tracking_uri, self.experiment_name, experiment_id,
-                        parent_run_id, run_uid, lock, writer, sender, recorded_steps=recorded_steps)
+                        parent_run_id, run_uid, lock, writer, sender, recorded_steps=recorded_steps,
+                        recorded_results=recorded_results)
 
     def _experiment(self, client: Any) -> str:
         from mlflow.exceptions import MlflowException
@@ -534,7 +619,8 @@ class MLflowTracking(Callback):
         if exp is None:
             try:
                 return client.create_experiment(self.experiment_name,
-                                                artifact_location=self._artifact_location())
+                                                artifact_location=self._artifact_location(),
+                                                tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
             except MlflowException as exc:
                 if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
@@ -544,6 +630,8 @@ class MLflowTracking(Callback):
                 f"experiment_name: {self.experiment_name!r} is a deleted experiment (id "
                 f"{exp.experiment_id}); restore it with MlflowClient().restore_experiment"
                 f"({exp.experiment_id!r}) or choose another name")
+        if EXPERIMENT_KIND_TAG not in (exp.tags or {}):  # made before we set it; a kind chosen in the UI stays
+            client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return exp.experiment_id
 
     def _artifact_location(self) -> str | None:
@@ -632,3 +720,19 @@ def replay_outbox(outbox_dir: str, tracking_uri: str | None = None, *, from_star
         return sender.stats
     finally:
         lock.close()
+
+
+def _tuned_metric(tracker: MLflowTracking) -> str | None:
+    """The metric the run tunes: ``tracker.metric`` when set, else the parent run's ``metric``
+    param (``orchestrator.api`` logs ``ExperimentSpec.summary()``, which holds it)."""
+    metric = tracker.__dict__.get("metric") or (tracker.params or {}).get("metric")
+    return metric if isinstance(metric, str) and metric else None
+
+
+#: MLflow 3's UI reads this experiment tag to choose an experiment's pages: ``genai_development``
+#: (the default it infers: traces, token usage overview) or ``custom_model_development`` (the
+#: runs table, model training). Tuning runs are model training; the tag is set when we create
+#: an experiment, and on an existing one of ours that lacks it (never changed once set).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+

@@ -27,6 +27,8 @@ import os
 import threading
 from typing import Any, Iterator
 
+from search_algs.errors import TuneorchError
+
 logger = logging.getLogger(__name__)
 
 OUTBOX_FILE = "outbox.jsonl"
@@ -36,7 +38,7 @@ STATE_FILE = "state.json"
 LOCK_FILE = ".lock"
 
 
-class OutboxBusyError(RuntimeError):
+class OutboxBusyError(TuneorchError, RuntimeError):
     """Another process owns this outbox directory."""
 
 

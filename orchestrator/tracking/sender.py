@@ -4,9 +4,15 @@ Records (written by ``mlflow_callback.py``; ``trial`` is a Tune trial id, ``None
 parent run; ``ts`` is the client time in ms taken when the hook ran):
 
 ``{"k": "child",   "trial", "ts", "step", "params": {flat key: str}}``  trial (re)started / config seen
-``{"k": "metrics", "trial", "ts", "step", "m": {flat key: float}}``     one reported result
+``{"k": "metrics", "trial", "ts", "step", "n", "m": {flat key: float}}`` one reported result, the
+                                                                        trial's ``n``-th (0-based)
 ``{"k": "tags",    "trial", "t": {key: str}}``
 ``{"k": "end",     "trial", "ts", "status", "t": {key: str}}``          trial finished or failed
+``{"k": "drop",    "trial", "ts"}``                                     trial not in the resumed
+                                                                        experiment: its child runs deleted
+``{"k": "rewind",  "trial", "ts", "n"}``                               resumed trial goes on from its
+                                                                        ``n``-th result (the tracker's
+                                                                        account; nothing to deliver)
 ``{"k": "reopen",  "ts"}``                                              parent resumed: RUNNING again
 ``{"k": "finish",  "ts", "status"}``                                    children still RUNNING -> KILLED,
                                                                         then the parent ends
@@ -290,6 +296,11 @@ class Sender:
             self.client.set_terminated(run_id, status=rec["status"], end_time=int(rec["ts"]))
             if trial is not None and trial in self._children:
                 self._children[trial].status = rec["status"]
+        elif kind == "drop":
+            self._flush_all(buffers)
+            self._drop(trial)
+        elif kind == "rewind":
+            pass  # bookkeeping of the tracker (which results a resumed trial re-runs)
         elif kind == "reopen":
             self._flush_all(buffers)
             self.client.update_run(self.parent_run_id, status="RUNNING")
@@ -331,6 +342,14 @@ class Sender:
             child = _Child(run.info.run_id, "RUNNING", {})
         self._children[trial] = child
         return child
+
+    def _drop(self, trial: str) -> None:
+        """Delete every child run of ``trial`` (a trial the resumed experiment does not hold)."""
+        self._children.pop(trial, None)
+        for run in runs_tagged(self.client, self.experiment_id, TRIAL_UID_TAG, self.trial_uid(trial)):
+            self.client.delete_run(run.info.run_id)
+            logger.warning("MLflow: deleted child run %s of trial %s, which the resumed experiment "
+                           "does not hold", run.info.run_id, trial)
 
     def _child_started(self, rec: dict, buffers: dict[str, _Buffer]) -> None:
         trial = rec["trial"]

@@ -77,6 +77,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from schedulers.core.state_file import write_json_atomic
+from search_algs.errors import TuneorchError
 
 STATE_FORMAT = "tuneorch.asha"
 STATE_VERSION = 1
@@ -85,11 +86,11 @@ VARIANTS = ("stopping", "promotion")
 MODES = ("min", "max")
 
 
-class ASHAConfigError(ValueError):
+class ASHAConfigError(TuneorchError, ValueError):
     """An ASHA option is invalid (the message names the option, the rule, the value, the fix)."""
 
 
-class ASHAStateError(ValueError):
+class ASHAStateError(TuneorchError, ValueError):
     """A saved ASHA state cannot be used (unreadable, or written for other options)."""
 
 

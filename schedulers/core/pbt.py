@@ -90,6 +90,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from schedulers.core.state_file import write_json_atomic
+from search_algs.errors import TuneorchError
 from search_algs.space import Categorical, Param, Space
 
 STATE_FORMAT = "tuneorch.pbt"
@@ -109,11 +110,11 @@ BUSY = "busy"  # an exploit of this member awaits commit
 HELD = "held"  # synchronous: waiting at the barrier
 
 
-class PBTConfigError(ValueError):
+class PBTConfigError(TuneorchError, ValueError):
     """A PBT option is invalid (the message names the option, the rule, the value, the fix)."""
 
 
-class PBTStateError(ValueError):
+class PBTStateError(TuneorchError, ValueError):
     """A saved PBT state cannot be used (unreadable, or written for other options)."""
 
 
