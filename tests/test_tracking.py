@@ -558,3 +558,34 @@ def test_measure_hook_latency_and_delivery_throughput(mlflow_server, tmp_path, f
     assert stats.metric_points >= 20 * 50 * 10
     assert lat[len(lat) // 2] < 0.05
     tracker.finish(None, None, "m0")
+
+
+def test_a_resumed_trial_records_each_result_of_its_history_once_whatever_its_steps(sqlite_uri, tmp_path):
+    """Results are identified by their place in the trial's history, not by their step: a PBT
+    clone repeats steps (here 3, 4 after 4), and after a kill the resume's reconciler says from
+    which result the trial goes on (``rewind``); the results it reports again are not recorded
+    twice, the clone's repeated steps are."""
+    outbox = str(tmp_path / "ob")
+    first = MLflowTracking(sqlite_uri, "ordinals", outbox_dir=outbox, linger_s=0.0)
+    first.start()
+    trial = _trial("p", {"h": 0.5})
+    first.on_trial_start(iteration=0, trials=[trial], trial=trial)
+    for step, q in ((1, 0.1), (2, 0.2), (3, 0.3), (4, 0.4), (3, 0.35)):  # exploit: back to step 2
+        _report(first, trial, step, Q=q)
+        time.sleep(0.003)  # one result per millisecond: MLflow's order is the timestamps'
+    assert first.flush(30)
+    first.close()  # the driver dies: nothing ends
+
+    second = MLflowTracking(sqlite_uri, "ordinals", outbox_dir=outbox, linger_s=0.0)
+    second.start()
+    second.rewind("p", 4)  # result.json kept 4 rows: the re-run starts with the 5th (step 3 again)
+    trial = _trial("p", {"h": 0.5}, step=2)
+    second.on_trial_start(iteration=0, trials=[trial], trial=trial)
+    for step, q in ((3, 0.35), (4, 0.45), (3, 0.36)):
+        _report(second, trial, step, Q=q)
+        time.sleep(0.003)
+    second.finish(None, None, "Q")
+    (run,) = [r for r in _runs(sqlite_uri, "ordinals") if r.data.tags.get("trial_id") == "p"]
+    got = sorted(_client(sqlite_uri).get_metric_history(run.info.run_id, "Q"), key=lambda m: m.timestamp)
+    assert [(m.step, m.value) for m in got] == [(1, 0.1), (2, 0.2), (3, 0.3), (4, 0.4), (3, 0.35),
+                                                (4, 0.45), (3, 0.36)]
