@@ -40,8 +40,8 @@ from typing import Any, TextIO
 
 from ray.tune import Callback
 
-from orchestrator.outcome import (FAILED, FINISHED, STOP_REASON_KEY, early_stop_reason, number_text,
-                                  short_stop_reason)
+from orchestrator.outcome import (FAILED, FINISHED, STOP_REASON_KEY, as_number, early_stop_reason,
+                                  number_text, short_stop_reason)
 from orchestrator.redaction import redact_config
 
 #: Ray's setting that silences "Experiment state snapshotting has been triggered multiple
@@ -407,13 +407,8 @@ def _utf8(stream: Any) -> bool:
 
 
 def _finite(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
+    number = as_number(value)
+    return number if number is not None and math.isfinite(number) else None
 
 
 def _short_id(trial_id: str) -> str:

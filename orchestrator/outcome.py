@@ -49,6 +49,17 @@ STOP_REASON_KEY = "tuneorch_stop_reason"
 STOP_REASON_TAG = "tuneorch.stop_reason"
 
 
+def as_number(value: Any) -> float | None:
+    """``value`` as a float (NaN and inf included), or ``None`` for what is not a number
+    (booleans, strings, ``None``): the one reading of a reported metric value."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def nonfinite_failure(result: Mapping | None, metric: str | None) -> str | None:
     """Why a trial whose last result is ``result`` counts as failed, or ``None``.
 
@@ -57,14 +68,8 @@ def nonfinite_failure(result: Mapping | None, metric: str | None) -> str | None:
     """
     if not metric or not isinstance(result, Mapping) or metric not in result:
         return None
-    value = result[metric]
-    if isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    if math.isfinite(number):
+    number = as_number(result[metric])
+    if number is None or math.isfinite(number):
         return None
     step = result.get("training_iteration")
     at = f" at step {step}" if step is not None else ""
