@@ -23,8 +23,8 @@ from search_algs.errors import SpaceError
 # Arguments the orchestrator fills in itself; an option of the same name would clash.
 _SEARCHER_ARGS = ("space", "metric", "mode", "seed", "points_to_evaluate")
 _SCHEDULER_ARGS = ("state_path",)
-# Names other libraries give our options (Ray Tune's ASHA and PBT, Optuna, hyperopt).
-_ALIASES = {"reduction_factor": "eta", "hyperparam_mutations": "mutable", "n_startup_trials": "n_startup",
+# Names other libraries give our options (Optuna, hyperopt); Ray's scheduler names are accepted as they are.
+_ALIASES = {"n_startup_trials": "n_startup",
             "n_initial_points": "n_startup", "n_startup_jobs": "n_startup"}
 
 
@@ -97,18 +97,27 @@ def build_scheduler(spec: ExperimentSpec, experiment_path: str | None = None) ->
             return FIFOScheduler()
         _refuse_reserved("scheduler_options", options, _SCHEDULER_ARGS, "the orchestrator keeps it in the "
                          "experiment folder")
-        accepted = inspect.signature(cls).parameters
-        if "state_path" in accepted and experiment_path is not None and "://" not in experiment_path:
-            options["state_path"] = os.path.join(experiment_path, f"{scheduler}-state.json")
-        if "seed" in accepted:
-            options.setdefault("seed", spec.seed)
-        if "space" in accepted:  # options naming parameters (PBT's mutable) are checked against it now
-            options.setdefault("space", spec.space)
+        # Our schedulers declare what the orchestrator gives them (TuneorchScheduler.CONFIGURABLE,
+        # through configure()) and their defaults for a spec (SPEC_DEFAULTS); a plain Tune
+        # scheduler class gets its options alone.
+        for key, value in getattr(cls, "SPEC_DEFAULTS", {}).items():
+            options.setdefault(key, value)
         try:
-            return cls(**options)
+            built = cls(**options)
+            configurable = getattr(cls, "CONFIGURABLE", ())
+            if configurable:
+                given: dict[str, Any] = {}
+                if "seed" in configurable:
+                    given["seed"] = spec.seed
+                if "state_path" in configurable and experiment_path is not None and "://" not in experiment_path:
+                    given["state_path"] = os.path.join(experiment_path, f"{scheduler}-state.json")
+                if "space" in configurable:  # options naming parameters (PBT's mutable) are checked now
+                    given["space"] = spec.space
+                built.configure(**given)
+            return built
         except (TypeError, ValueError) as exc:
-            given = {k: v for k, v in options.items() if k in spec.scheduler_options}
-            raise _option_error("scheduler", scheduler, cls, given, exc, ("space", "seed")) from None
+            given_options = {k: v for k, v in options.items() if k in spec.scheduler_options}
+            raise _option_error("scheduler", scheduler, cls, given_options, exc, ("space", "seed")) from None
     _refuse_options_with_object("scheduler", scheduler, spec.scheduler_options)
     if isinstance(scheduler, TrialScheduler):
         return scheduler

@@ -23,6 +23,7 @@ SCHEDULERS: dict[str, str | None] = {
     "fifo": None,  # Tune's first-in-first-out: every trial runs to its end
     "asha": "schedulers.asha:ASHAScheduler",
     "pbt": "schedulers.pbt:PBTScheduler",
+    "hyperband": "schedulers.hyperband:HyperbandScheduler",
 }
 
 

@@ -5,6 +5,23 @@ The policy (ranking, quantiles, exploit/explore, generations, lineage) lives in
 into the policy's and carries its decisions out; the few Ray internals that carrying out an
 exploit needs are in :mod:`schedulers._ray_private` (see there for what and why).
 
+Drop-in for Ray's ``PopulationBasedTraining``
+--------------------------------------------
+Every argument of Ray 2.60's ``PopulationBasedTraining`` is accepted, in Ray's order, with
+Ray's meaning and default (``time_attr="time_total_s"``, ``perturbation_interval=60.0``,
+``perturbation_factors=(1.2, 0.8)``, ...). ``hyperparam_mutations`` is the space explore draws
+from, as in Ray: a list is a set of choices (moved to a neighbour or resampled), a Tune domain
+(``tune.uniform``, ``tune.loguniform``, ``tune.choice``, ...) or one of ours is a range; its keys
+are the parameters PBT may change (everything else in the config is kept as it is). A key the
+trial's config lacks is drawn from it when the trial is added, as Ray does; a value outside it
+(``tune.uniform(0, 1)`` in ``param_space`` but a list of choices in ``hyperparam_mutations``) is
+moved to the nearest allowed value before the trial starts, with a warning. Refused: a plain
+function as a ``hyperparam_mutations`` value (``lambda: random.uniform(a, b)``: explore needs the
+bounds; write ``tune.uniform(a, b)``). ``custom_explore_fn(config)`` is called after the built-in
+explore with the mutated parameters' config and must keep them inside ``hyperparam_mutations``.
+``log_config``: the lineage (``config_schedule``) is always kept in the state file; ``False``
+only silences the log line per exploit. ``synch`` is our ``synchronous``.
+
 Differences from Ray's ``PopulationBasedTraining``
 --------------------------------------------------
 * Works with a searcher: the initial configs come from it (our TPE, random search, or any
@@ -16,8 +33,9 @@ Differences from Ray's ``PopulationBasedTraining``
   perturbed values respect bounds, grids, log scales and conditional branches. Resampling
   uses the scheduler's own seeded generator and the space's prior; it does not ask the
   searcher, because a suggestion is bound to a new trial id in every searcher's
-  bookkeeping. The space is the one given as ``space=...`` or, by default, the one of the
-  first tuneorch searcher found behind Tune's search algorithm.
+  bookkeeping. The space is ``hyperparam_mutations`` (Ray's way), else the one given as
+  ``space=...`` (or by the orchestrator), else the one of the first tuneorch searcher found
+  behind Tune's search algorithm.
 * Checkpoint rules: a trial is never cloned unless it has reported a checkpoint since its
   last exploit, and never perturbed before it has; a trial is never paused (time sharing,
   synchronous barrier) on a report without a checkpoint, so pausing never loses progress
@@ -54,25 +72,23 @@ the cluster holds (members then take turns: see ``time_sharing``).
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
 import numbers
 import os
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from ray.tune.experiment import Trial
-from ray.tune.result import DEFAULT_METRIC, SHOULD_CHECKPOINT
+from ray.tune.result import SHOULD_CHECKPOINT
 from ray.tune.schedulers import TrialScheduler
 
-from schedulers._results import MetricTypeError, MissingMetricError, result_number, user_keys
 from schedulers import _ray_private
-from schedulers.core.state_file import write_json_atomic
-from schedulers.core.pbt import (MIDDLE, MODES, NO_CHECKPOINT, PBT, TOO_FEW, TOP, Continue, Exploit,
-                                 Pause, PBTConfigError, PBTStateError,
-                                 validate_options)
+from schedulers.base import MetricTypeError, MissingMetricError, TuneorchScheduler
+from schedulers.core.decisions import Continue, Exploit, Pause
+from schedulers.core.pbt import (MIDDLE, NO_CHECKPOINT, PBT, TOO_FEW, TOP, PBTConfigError, PBTStateError,
+                                 sample_param, validate_options)
 from search_algs.errors import SpaceError, TuneorchError
-from search_algs.space import Space
+from search_algs.space import Categorical, Float, Int, Space
 
 if TYPE_CHECKING:
     from ray.tune.execution.tune_controller import TuneController
@@ -86,38 +102,46 @@ _CONCLUDED = (TOP, MIDDLE, TOO_FEW)  # a decision point passed without an exploi
 _NOT_INHERITED = ("config", "trial_id", "experiment_tag", "done", SHOULD_CHECKPOINT)
 
 
-
-
 class NoSearchSpaceError(TuneorchError, ValueError):
     """The scheduler has no search space to explore in."""
 
 
-class PBTScheduler(TrialScheduler):
+class PBTScheduler(TuneorchScheduler):
     """Population Based Training (Jaderberg et al. 2017) for Ray Tune.
 
     Every ``perturbation_interval`` of ``time_attr``, a trial in the bottom
     ``quantile_fraction`` of the population restarts from the checkpoint of a trial in the
     top quantile (exploit) with that trial's hyperparameters perturbed (explore).
 
-    Args:
-        time_attr: result key measuring progress (numeric, increasing), e.g.
-            ``"training_iteration"`` (default) or ``"time_total_s"``.
+    Args (Ray's, in Ray's order, with Ray's defaults; see the module docstring):
+        time_attr: result key measuring progress (numeric, increasing); default
+            ``"time_total_s"`` as Ray's (``"training_iteration"`` counts reports/epochs).
         metric, mode: what to rank by; may come from ``TuneConfig(metric=..., mode=...)``.
         perturbation_interval: reconsider each trial every this much ``time_attr`` (> 0).
         burn_in_period: no exploit before ``time_attr >= burn_in_period``.
-        quantile_fraction: size of the bottom and the top quantile, in ``(0, 0.5]``.
+        hyperparam_mutations: the parameters PBT may change and their ranges (Ray's format:
+            a list of choices, a Tune domain, or a dict of those for nested keys).
+        quantile_fraction: size of the bottom and the top quantile, in ``[0, 0.5]``
+            (0: no exploitation).
         resample_probability: per parameter, chance of a fresh draw from the space
             instead of a perturbation, in ``[0, 1]``.
         perturbation_factors: numbers are multiplied by one of these (drawn per parameter),
             kept inside their bounds and on their grid; choices move to a neighbour.
-        mutable: names of the parameters explore may change (default: all of the space).
-            Freeze architecture parameters the checkpoint depends on.
-        synchronous: ``False`` (default): each trial is decided on its own when due.
-            ``True``: trials wait for each other at every interval (a barrier) and are
+        custom_explore_fn: ``f(config) -> config`` applied after the built-in explore.
+        log_config: log each exploit (the lineage is kept in the state file either way).
+        require_attrs: ``True``: a result without ``metric`` or ``time_attr`` is an error;
+            ``False``: it is skipped, with one warning.
+        synch: ``True``: trials wait for each other at every interval (a barrier) and are
             decided together; members that end or fail never block the others.
+
+    Our options (keyword-only):
+        mutable: names of the parameters explore may change (default: all of the space);
+            an alternative to ``hyperparam_mutations`` when the space comes from elsewhere.
+            Freeze architecture parameters the checkpoint depends on.
+        synchronous: alias of ``synch``.
         space: the search space (anything ``Space.of`` accepts: our domains, a Ray Tune
-            ``param_space``, a hyperopt space). Default: the space of the tuneorch
-            searcher in use.
+            ``param_space``, a hyperopt space). Default: ``hyperparam_mutations``, else the
+            space of the tuneorch searcher in use.
         time_sharing: asynchronous mode: when another trial has waited for resources since
             a trial's previous decision point, the trial pauses at its current one (on a
             checkpointed report) to let the least advanced waiting trial run: populations
@@ -126,40 +150,49 @@ class PBTScheduler(TrialScheduler):
             ``None`` (default): only when Tune may delete checkpoints (``num_to_keep``).
         seed: seeds every random draw (donor choice, explore).
         state_path: JSON file keeping lineage, scores and policy state across a resume;
-            default ``<experiment folder>/pbt-state.json`` (``orchestrator.api`` passes it).
+            default ``pbt-state.json`` in the experiment folder (``orchestrator.api`` passes it).
     """
 
-    accepts_state_path = True
-    accepts_seed = True
+    NAME = "PBTScheduler"
     STATE_FILE = "pbt-state.json"
+    CONFIG_ERROR = PBTConfigError
+    STATE_ERROR = PBTStateError
+    CONFIGURABLE = ("seed", "state_path", "space")
+    # Built from a spec (YAML, CLI, orchestrator.tune), progress is counted in reports (epochs),
+    # as the examples' perturbation_interval assumes; the class itself has Ray's default.
+    SPEC_DEFAULTS = {"time_attr": "training_iteration"}
     _supports_buffered_results = False  # an exploit must act on the report that triggered it
 
-    def __init__(self, time_attr: str = "training_iteration", metric: str | None = None,
-                 mode: str | None = None, perturbation_interval: float = 5,
-                 burn_in_period: float = 0, quantile_fraction: float = 0.25,
-                 resample_probability: float = 0.25,
-                 perturbation_factors: Sequence[float] = (0.8, 1.2),
-                 mutable: Iterable[str] | None = None, synchronous: bool = False,
+    def __init__(self, time_attr: str = "time_total_s", metric: str | None = None,
+                 mode: str | None = None, perturbation_interval: float = 60.0,
+                 burn_in_period: float = 0.0, hyperparam_mutations: Mapping[str, Any] | None = None,
+                 quantile_fraction: float = 0.25, resample_probability: float = 0.25,
+                 perturbation_factors: Sequence[float] = (1.2, 0.8),
+                 custom_explore_fn: Callable[[dict], dict] | None = None, log_config: bool = True,
+                 require_attrs: bool = True, synch: bool = False, *,
+                 mutable: Iterable[str] | None = None, synchronous: bool | None = None,
                  space: Any = None, time_sharing: bool = True,
                  copy_checkpoints: bool | None = None, seed: int | None = None,
                  state_path: str | os.PathLike | None = None):
-        super().__init__()
-        if not isinstance(time_attr, str) or not time_attr:
-            raise PBTConfigError(f"PBTScheduler: time_attr must be a non-empty result key, got "
-                                 f"{time_attr!r}; pass e.g. time_attr='training_iteration'")
-        if metric is not None and (not isinstance(metric, str) or not metric):
-            raise PBTConfigError(f"PBTScheduler: metric must be a non-empty result key or None, got "
-                                 f"{metric!r}; pass metric='loss' (the key you report)")
-        if mode is not None and mode not in MODES:
-            raise PBTConfigError(f"PBTScheduler: mode must be 'min', 'max' or None, got {mode!r}; "
-                                 f"pass mode='min' or mode='max'")
-        if not isinstance(time_sharing, bool):
-            raise PBTConfigError(f"PBTScheduler: time_sharing must be True or False, got {time_sharing!r}; "
-                                 f"pass time_sharing=True (default) or time_sharing=False")
+        super().__init__(time_attr, metric, mode, seed=seed, state_path=state_path,
+                         require_attrs=require_attrs)
+        if synchronous is not None and synchronous != synch and synch is not False:
+            raise PBTConfigError(f"PBTScheduler: synchronous is another name for synch; got both, "
+                                 f"synch={synch!r} and synchronous={synchronous!r}; pass one")
+        synch = synch if synchronous is None else synchronous
+        for name, value in (("time_sharing", time_sharing), ("log_config", log_config)):
+            if not isinstance(value, bool):
+                raise PBTConfigError(f"PBTScheduler: {name} must be True or False, got {value!r}")
         if copy_checkpoints is not None and not isinstance(copy_checkpoints, bool):
             raise PBTConfigError(f"PBTScheduler: copy_checkpoints must be None, True or False, got "
                                  f"{copy_checkpoints!r}; leave it None to copy only when Tune may "
                                  f"delete checkpoints")
+        if custom_explore_fn is not None and not callable(custom_explore_fn):
+            raise PBTConfigError(f"PBTScheduler: custom_explore_fn must be a function f(config) -> config, "
+                                 f"got {custom_explore_fn!r}")
+        if hyperparam_mutations is not None and mutable is not None:
+            raise PBTConfigError("PBTScheduler: hyperparam_mutations already names the parameters PBT may "
+                                 f"change ({sorted(hyperparam_mutations)}); drop mutable={mutable!r}")
         self._options = dict(perturbation_interval=perturbation_interval, burn_in_period=burn_in_period,
                              quantile_fraction=quantile_fraction,
                              resample_probability=resample_probability,
@@ -167,32 +200,23 @@ class PBTScheduler(TrialScheduler):
                              if isinstance(perturbation_factors, (list, tuple)) else perturbation_factors,
                              mutable=None if mutable is None else
                              ([mutable] if isinstance(mutable, str) else list(mutable)),
-                             synchronous=synchronous, seed=seed)
+                             synchronous=synch)
         # Validate now, so a bad option fails when the scheduler is built, not at the first trial.
         validate_options(perturbation_interval, burn_in_period, quantile_fraction, resample_probability,
-                         perturbation_factors, mode or "max", synchronous, seed)
-        try:
-            self._space = Space.of(space) if space is not None else None
-        except SpaceError as exc:
-            raise PBTConfigError(f"PBTScheduler: space: {exc}") from None
-        if self._space is not None and self._options["mutable"] is not None:
-            PBT(self._space, mutable=self._options["mutable"])  # names checked against the space
-        self._time_attr, self._metric, self._mode = time_attr, metric, mode
+                         perturbation_factors, mode or "max", synch, seed)
+        self._mutations = None if hyperparam_mutations is None else _mutation_space(hyperparam_mutations)
+        self._space: Space | None = self._mutations
+        if space is not None and self._mutations is None:
+            self._configure_space(space)
+        self._explore_fn = custom_explore_fn
+        self._log_config = log_config
         self._time_sharing, self._copy = time_sharing, copy_checkpoints
-        self._state_path = os.fspath(state_path) if state_path is not None else None
-        self._core: PBT | None = None
-        self._path: str | None = None
-        self._loaded = False
-        self._staging_checked = False  # drop_staged_copy looked for a stale copy in this process
-        self._saved_version: int | None = None
         self._verified = False
         self._queue: list = []  # synchronous mode: decisions waiting for their trials to pause
         self._injected: dict[str, str] = {}  # trial id -> path of the cloned checkpoint it restarts from
         self._base_tags: dict[str, str] = {}
-        self._warned: set[str] = set()
         self._seen_waiting: dict[str, set] = {}  # time sharing: who waited at a trial's last decision point
-        if self._space is not None and self._state_path is not None and self._metric and self._mode:
-            self._ensure_core(None, None)  # an existing state file is readable right away
+        self._load_now()  # an existing state file is readable right away
 
     # ---- results -----------------------------------------------------------------------
 
@@ -200,21 +224,19 @@ class PBTScheduler(TrialScheduler):
     def policy(self) -> PBT:
         """The underlying policy (available once the space is known)."""
         if self._core is None:
+            if self._space is not None and self._metric and self._mode:
+                return self._ensure_core(None, None)
             raise NoSearchSpaceError(
-                "PBTScheduler: the policy exists once the first trial was added (or when space=..., "
-                "metric=..., mode=... and state_path=... are given); run the experiment first")
+                "PBTScheduler: the policy exists once the first trial was added (or when space=... or "
+                "hyperparam_mutations=..., metric=... and mode=... are given); run the experiment first")
         return self._core
-
-    @property
-    def state_path(self) -> str | None:
-        return self._path or self._state_path
 
     def lineage(self) -> list[dict]:
         """Every exploit, in order: ``target``, ``donor``, ``time`` (the target's progress
         when it was exploited), ``donor_time`` (progress of the cloned checkpoint, which the
         target continues from), ``target_config`` (before), ``donor_config`` (cloned),
         ``new_config`` (after explore), ``operations``, ``generation`` (synchronous mode).
-        Configs are as the trainable receives them."""
+        Configs are as the trainable receives them (the explored parameters)."""
         core = self.policy
         out = []
         for r in core.lineage():
@@ -234,31 +256,50 @@ class PBTScheduler(TrialScheduler):
         """``{trial_id: [(t, value), ...]}`` at each decision point (values in user units)."""
         return {tid: list(m.scores) for tid, m in self.policy.members.items()}
 
-    # ---- Tune contract -----------------------------------------------------------------
+    # ---- the base's hooks --------------------------------------------------------------
 
-    def set_search_properties(self, metric: str | None, mode: str | None, **spec) -> bool:
-        if self._metric and metric and metric != self._metric:
-            return False
-        if self._mode and mode and mode != self._mode:
-            return False
-        if mode is not None and mode not in MODES:
-            raise PBTConfigError(f"PBTScheduler: mode must be 'min' or 'max', got {mode!r}; pass "
-                                 f"mode='min' or mode='max' in TuneConfig")
-        self._metric = self._metric or metric
-        self._mode = self._mode or mode
-        if self._metric is None and self._mode:
-            self._metric = DEFAULT_METRIC
-        return True
+    def _configure_space(self, space: Any) -> None:
+        if self._mutations is not None:
+            return  # hyperparam_mutations is the space, as in Ray
+        try:
+            self._space = Space.of(space) if space is not None else None
+        except SpaceError as exc:
+            raise PBTConfigError(f"PBTScheduler: space: {exc}") from None
+        if self._space is not None and self._options["mutable"] is not None:
+            PBT(self._space, mutable=self._options["mutable"])  # names checked against the space
 
-    def on_trial_add(self, tune_controller: "TuneController", trial: Trial) -> None:
-        core = self._ensure_core(tune_controller, trial)
-        if not self._staging_checked and self._state_path is not None:
-            # A restore staged a copy of our state file that Tune would upload over it.
-            self._staging_checked = True
-            if _ray_private.drop_staged_copy(trial, self._state_path):
-                logger.debug("PBTScheduler: removed the stale copy of %s staged by the restore",
-                             self._state_path)
+    def _can_build_now(self) -> bool:
+        return self._space is not None
+
+    def _loaded_text(self) -> str:
+        return f"{len(self._core.members)} members and {len(self._core.lineage())} lineage records"
+
+    def _build_core(self, tune_controller) -> PBT:
+        if not self._verified:
+            _ray_private.verify()
+            self._verified = True
+        space = self._space or _space_of_searcher(tune_controller)
+        if space is None:
+            raise NoSearchSpaceError(
+                "PBTScheduler: no search space to explore in: no hyperparam_mutations were given and the "
+                "search algorithm is not a tuneorch searcher; pass PBTScheduler(hyperparam_mutations={...}) "
+                "as with Ray's PopulationBasedTraining (or space=..., the space the trials are drawn from) "
+                "or use search='random' / 'tpe'")
+        self._space = space
+        explore_fn = None
+        if self._explore_fn is not None:
+            fn = self._explore_fn
+
+            def explore_fn(flat: dict) -> dict:
+                return space.to_flat(fn(space.to_config(flat)))
+        return PBT(space, mode=self._mode, context={"metric": self._metric, "time_attr": self._time_attr},
+                   seed=self._seed, explore_fn=explore_fn, **self._options)
+
+    def _add(self, tune_controller, trial: Trial) -> None:
+        core = self._core
         tid = trial.trial_id
+        if self._mutations is not None and tid not in core.members:
+            self._fit_to_mutations(trial)
         try:
             flat = core.space.to_flat(trial.config)
         except SpaceError as exc:
@@ -279,14 +320,48 @@ class PBTScheduler(TrialScheduler):
         if core.synchronous and core.held(tid) and trial.status == Trial.PENDING:
             # Resumed experiment: Tune re-queues paused trials as PENDING; keep it at the barrier.
             trial.set_status(Trial.PAUSED)
-        self._persist()
 
-    def on_trial_result(self, tune_controller: "TuneController", trial: Trial, result: dict) -> str:
-        core = self._ensure_core(tune_controller, trial)
-        if self._metric not in result and not user_keys(result):
-            return TrialScheduler.CONTINUE  # nothing reported (a trainable that only returned)
-        t = self._number(result, self._time_attr, "time_attr", trial, allow_nonfinite=False)
-        value = self._number(result, self._metric, "metric", trial, allow_nonfinite=True)
+    def _fit_to_mutations(self, trial: Trial) -> None:
+        """As Ray's PBT: a mutated key the config lacks is drawn from ``hyperparam_mutations``;
+        a value outside it is moved to the nearest allowed one (with a warning), before the
+        trial starts."""
+        config = copy.deepcopy(trial.config)
+        changes = []
+        for p in self._core.space.params:
+            *parents, key = p.name.split("/")
+            node = config
+            for part in parents:
+                node = node.setdefault(part, {})
+            d = p.domain
+            if key not in node:
+                k = sample_param(p, self._core.rng)
+                node[key] = d.choices[k] if isinstance(d, Categorical) else k
+                continue
+            value = node[key]
+            if isinstance(d, Categorical):
+                if any(value == c for c in d.choices):
+                    continue
+                numeric = [c for c in d.choices if isinstance(c, numbers.Real) and not isinstance(c, bool)]
+                if numeric and isinstance(value, numbers.Real):
+                    new = min(numeric, key=lambda c: abs(c - value))
+                else:
+                    new = d.choices[sample_param(p, self._core.rng)]
+            elif isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value):
+                if p.contains(int(value) if isinstance(d, Int) and float(value).is_integer() else value):
+                    continue
+                new = p.decode(p.encode(min(max(value, d.low), d.high)))
+            else:
+                continue  # not a number: to_flat names it
+            node[key] = new
+            changes.append(f"{p.name}={value!r} -> {new!r}")
+        if config != trial.config:
+            if changes:
+                logger.warning("PBTScheduler: trial %s: %s outside hyperparam_mutations, moved to the "
+                               "nearest allowed value before it starts", trial.trial_id, ", ".join(changes))
+            _ray_private.set_config(trial, config, trial.experiment_tag or "")
+
+    def _on_result(self, tune_controller, trial: Trial, result: Mapping, t: float, value: float) -> str:
+        core = self._core
         function = _ray_private.is_function_trainable(trial)
         reported = bool(result.get(SHOULD_CHECKPOINT))
         decisions = core.on_result(trial.trial_id, t, value, reported or not function)
@@ -296,14 +371,7 @@ class PBTScheduler(TrialScheduler):
         self._persist()
         return action
 
-    def on_trial_complete(self, tune_controller: "TuneController", trial: Trial, result: dict) -> None:
-        self._leave(trial, "complete")
-
-    def on_trial_error(self, tune_controller: "TuneController", trial: Trial) -> None:
-        self._leave(trial, "error")
-
-    def on_trial_remove(self, tune_controller: "TuneController", trial: Trial) -> None:
-        self._leave(trial, "remove")
+    # ---- Tune contract -----------------------------------------------------------------
 
     def choose_trial_to_run(self, tune_controller: "TuneController") -> Trial | None:
         trials = tune_controller.get_trials()
@@ -330,12 +398,23 @@ class PBTScheduler(TrialScheduler):
                 f"interval {self._options['perturbation_interval']} {self._time_attr})")
         return head if self._core is None else f"{head}: {self._core.summary()}"
 
-    def save(self, checkpoint_path: str) -> None:
-        _write_json(checkpoint_path, self._state())
+    # ---- state -------------------------------------------------------------------------
 
-    def restore(self, checkpoint_path: str) -> None:
-        self._load_state(_read_json(checkpoint_path))
-        self._saved_version = None
+    def _state(self) -> dict:
+        state = self.policy.to_dict()
+        state["adapter"] = {"injected": dict(self._injected), "base_tags": dict(self._base_tags),
+                            "seen_waiting": {tid: sorted([w, t] for w, t in seen)
+                                             for tid, seen in self._seen_waiting.items()}}
+        return state
+
+    def _load_state(self, state: Mapping, source: str = "state") -> None:
+        self.policy.load_dict(state)
+        adapter = state.get("adapter") or {}
+        self._injected = dict(adapter.get("injected") or {})
+        self._base_tags.update(adapter.get("base_tags") or {})
+        self._seen_waiting = {tid: {(w, t) for w, t in seen}
+                              for tid, seen in (adapter.get("seen_waiting") or {}).items()}
+        self._queue = []
 
     # ---- decisions -----------------------------------------------------------------------
 
@@ -392,12 +471,13 @@ class PBTScheduler(TrialScheduler):
         value = core.members[exploit.target].value
         core.commit(exploit, donor_time=donor_time)
         self._injected[exploit.target] = str(checkpoint.path)
-        logger.info("PBT: trial %s (%s=%s at %s=%g) clones %s (at %s=%g)%s; explore: %s",
-                    exploit.target, self._metric, "?" if value is None else f"{value:.6g}",
-                    self._time_attr, exploit.time, exploit.donor, self._time_attr, donor_time,
-                    f", generation {exploit.generation}" if exploit.generation is not None else "",
-                    ", ".join(f"{k}: {exploit.donor_config.get(k)!r} -{op}-> {exploit.new_config.get(k)!r}"
-                              for k, op in exploit.operations.items()))
+        if self._log_config:
+            logger.info("PBT: trial %s (%s=%s at %s=%g) clones %s (at %s=%g)%s; explore: %s",
+                        exploit.target, self._metric, "?" if value is None else f"{value:.6g}",
+                        self._time_attr, exploit.time, exploit.donor, self._time_attr, donor_time,
+                        f", generation {exploit.generation}" if exploit.generation is not None else "",
+                        ", ".join(f"{k}: {exploit.donor_config.get(k)!r} -{op}-> {exploit.new_config.get(k)!r}"
+                                  for k, op in exploit.operations.items()))
         return True
 
     def _donor_checkpoint(self, donor: Trial | None, exploit: Exploit):
@@ -426,15 +506,12 @@ class PBTScheduler(TrialScheduler):
             # Resume: nothing to do; the trial is no longer held and will be chosen to run.
         self._queue = waiting
 
-    def _leave(self, trial: Trial, event: str) -> None:
-        if self._core is None:
-            return
+    def _leave(self, tune_controller, trial: Trial, event: str) -> None:
         core = self._core
-        if trial.trial_id not in core.members:
+        if core is None or trial.trial_id not in core.members:
             return
         handler = {"complete": core.on_complete, "error": core.on_error, "remove": core.on_remove}[event]
         self._queue.extend(handler(trial.trial_id))
-        self._persist()
 
     def _starved(self, controller, trial: Trial) -> bool:
         """Whether another trial has been waiting to run (PENDING, or PAUSED and not held)
@@ -466,74 +543,6 @@ class PBTScheduler(TrialScheduler):
             "tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(dir)) at least every "
             "perturbation_interval (%s) and resume from tune.get_checkpoint() at start. (Shown once.)",
             trial.trial_id, self._time_attr, t, self._options["perturbation_interval"])
-
-    # ---- state -------------------------------------------------------------------------
-
-    def _ensure_core(self, controller, trial: Trial | None) -> PBT:
-        if self._core is None:
-            if self._metric is None or self._mode is None:
-                raise PBTConfigError(
-                    f"PBTScheduler: metric and mode must be set before trials run, got "
-                    f"metric={self._metric!r}, mode={self._mode!r}; pass them to PBTScheduler(...) "
-                    f"or to tune.TuneConfig(metric=..., mode=...)")
-            if not self._verified:
-                _ray_private.verify()
-                self._verified = True
-            space = self._space or _space_of_searcher(controller)
-            if space is None:
-                raise NoSearchSpaceError(
-                    "PBTScheduler: no search space to explore in: none was given and the search "
-                    "algorithm is not a tuneorch searcher; pass PBTScheduler(space=...) (the same "
-                    "space the trials are drawn from, e.g. your Tune param_space) or use "
-                    "search='random' / 'tpe'")
-            self._space = space
-            self._core = PBT(space, mode=self._mode, context={"metric": self._metric,
-                                                              "time_attr": self._time_attr},
-                             **self._options)
-        if not self._loaded:
-            path = self._state_path
-            if path is None and trial is not None:
-                staging = _ray_private.experiment_staging_dir(trial)
-                path = None if staging is None else os.path.join(staging, self.STATE_FILE)
-            if path is not None:
-                self._path, self._loaded = path, True
-                state = _read_json(path, missing_ok=True)
-                if state is not None:
-                    self._load_state(state)
-                    logger.info("PBTScheduler: loaded %d members and %d lineage records from %s",
-                                len(self._core.members), len(self._core.lineage()), path)
-                    self._saved_version = self._core.version
-        return self._core
-
-    def _state(self) -> dict:
-        state = self.policy.to_dict()
-        state["adapter"] = {"injected": dict(self._injected), "base_tags": dict(self._base_tags)}
-        return state
-
-    def _load_state(self, state: Mapping) -> None:
-        self.policy.load_dict(state)
-        adapter = state.get("adapter") or {}
-        self._injected = dict(adapter.get("injected") or {})
-        self._base_tags.update(adapter.get("base_tags") or {})
-        self._queue = []
-
-    def _persist(self) -> None:
-        if self._core is None or self._path is None or self._core.version == self._saved_version:
-            return
-        _write_json(self._path, self._state())
-        self._saved_version = self._core.version
-
-    def _number(self, result: Mapping, key: str, role: str, trial: Trial,
-                allow_nonfinite: bool) -> float:
-        return result_number("PBTScheduler", result, key, role, trial.trial_id, allow_nonfinite)
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["_loaded"] = False  # a copy (e.g. from tuner.pkl) reads the state file again
-        state["_staging_checked"] = False
-        state["_saved_version"] = None
-        return state
-
 
 # ---- helpers -------------------------------------------------------------------------------
 
@@ -577,37 +586,33 @@ def _copy_checkpoint(checkpoint: Any, suffix: str) -> Any:
     return Checkpoint(path=destination, filesystem=checkpoint.filesystem)
 
 
-def _write_json(path: str, data: Any) -> None:
-    """Atomic write: local files via a temporary file and ``os.replace``; URIs (``s3://``...)
-    via pyarrow (a temporary object moved into place)."""
-    if "://" not in path or path.startswith("file://"):
-        write_json_atomic(path[len("file://"):] if path.startswith("file://") else path, data)
-        return
-    import pyarrow.fs
+def _mutation_space(mutations: Mapping[str, Any]) -> Space:
+    """Ray's ``hyperparam_mutations`` as a space: a list or tuple is a set of choices, a dict
+    nests, a Tune (or our) domain is itself; a plain function is refused (no bounds)."""
+    from ray.tune.search.sample import Domain as RayDomain
 
-    fs, fs_path = pyarrow.fs.FileSystem.from_uri(path)
-    tmp = f"{fs_path}.tmp"
-    with fs.open_output_stream(tmp) as f:
-        f.write(json.dumps(data, indent=1, sort_keys=True, allow_nan=False).encode())
-    fs.move(tmp, fs_path)
+    def convert(node: Any, path: str) -> Any:
+        if isinstance(node, Mapping):
+            return {k: convert(v, f"{path}/{k}" if path else str(k)) for k, v in node.items()}
+        if isinstance(node, (list, tuple)):
+            if not node:
+                raise PBTConfigError(f"PBTScheduler: hyperparam_mutations['{path}'] is an empty list; give "
+                                     f"the values it may take")
+            return Categorical(list(node))
+        if isinstance(node, (RayDomain, Float, Int, Categorical)):
+            return node
+        if callable(node):
+            raise PBTConfigError(
+                f"PBTScheduler: hyperparam_mutations['{path}'] is a function ({node!r}); explore needs the "
+                f"range to stay in, which a function does not tell: write a Tune domain instead, e.g. "
+                f"tune.uniform(low, high) or tune.loguniform(low, high), or a list of values")
+        raise PBTConfigError(f"PBTScheduler: hyperparam_mutations['{path}'] must be a list of values, a Tune "
+                             f"domain (tune.uniform, tune.choice, ...) or a dict of those, got {node!r}")
 
-
-def _read_json(path: str, missing_ok: bool = False) -> Any:
+    if not isinstance(mutations, Mapping) or not mutations:
+        raise PBTConfigError(f"PBTScheduler: hyperparam_mutations must be a non-empty dict "
+                             f"{{name: list | tune domain | dict}}, got {mutations!r}")
     try:
-        if "://" not in path or path.startswith("file://"):
-            local = path[len("file://"):] if path.startswith("file://") else path
-            if missing_ok and not os.path.exists(local):
-                return None
-            with open(local) as f:
-                return json.load(f)
-        import pyarrow.fs
-
-        fs, fs_path = pyarrow.fs.FileSystem.from_uri(path)
-        if missing_ok and fs.get_file_info(fs_path).type == pyarrow.fs.FileType.NotFound:
-            return None
-        with fs.open_input_stream(fs_path) as f:
-            return json.loads(f.read().decode())
-    except (OSError, ValueError) as exc:
-        raise PBTStateError(f"PBTScheduler: cannot read the state file {path!r} ({exc}); remove it "
-                            f"to start afresh") from None
-
+        return Space.of(convert(mutations, ""))
+    except SpaceError as exc:
+        raise PBTConfigError(f"PBTScheduler: hyperparam_mutations: {exc}") from None

@@ -50,7 +50,7 @@ def test_quantile_sizes():
 @pytest.mark.parametrize("option, value, words", [
     ("perturbation_interval", 0, "perturbation_interval must be > 0, got 0"),
     ("perturbation_interval", "4", "perturbation_interval must be a finite number, got '4'"),
-    ("quantile_fraction", 0.6, "quantile_fraction must be in (0, 0.5]"),
+    ("quantile_fraction", 0.6, "quantile_fraction must be in [0, 0.5]"),
     ("resample_probability", 1.5, "resample_probability must be in [0, 1], got 1.5"),
     ("perturbation_factors", (0.8, -1), "offending -1"),
     ("perturbation_factors", 1.2, "non-empty list"),

@@ -87,37 +87,37 @@ def result(t, q, checkpoint=True, **extra):
 
 def test_registry_names_pbt():
     assert scheduler_class("pbt") is PBTScheduler
-    assert PBTScheduler.accepts_state_path and PBTScheduler.accepts_seed
+    assert {"seed", "state_path", "space"} <= set(PBTScheduler.CONFIGURABLE)
 
 
 def test_invalid_options_fail_at_construction():
-    with pytest.raises(PBTConfigError, match=r"quantile_fraction must be in \(0, 0.5\].*got 0.75; pass"):
-        PBTScheduler(quantile_fraction=0.75)
+    with pytest.raises(PBTConfigError, match=r"quantile_fraction must be in \[0, 0.5\].*got 0.75; pass"):
+        PBTScheduler(time_attr="training_iteration", quantile_fraction=0.75)
     with pytest.raises(PBTConfigError, match="time_attr must be a non-empty result key"):
         PBTScheduler(time_attr="")
     with pytest.raises(PBTConfigError, match=r"mode must be 'min', 'max' or None, got 'up'"):
-        PBTScheduler(mode="up")
+        PBTScheduler(time_attr="training_iteration", mode="up")
     with pytest.raises(PBTConfigError, match=r"got unknown \['depth'\]"):
-        PBTScheduler(space=TOY_SPACE, mutable=["depth"])
+        PBTScheduler(time_attr="training_iteration", space=TOY_SPACE, mutable=["depth"])
 
 
 def test_space_comes_from_the_searcher_or_a_clear_error():
     trial = FakeTrial("a", ONE_HOT[0])
     searcher = RandomSearch(space=TOY_SPACE, metric="Q", mode="max")
-    s = PBTScheduler(metric="Q", mode="max")
+    s = PBTScheduler(time_attr="training_iteration", metric="Q", mode="max")
     s.on_trial_add(FakeController([trial], searcher), trial)
     assert s.policy.space.names == ["h0", "h1"]
-    with pytest.raises(NoSearchSpaceError, match=r"pass PBTScheduler\(space=\.\.\.\)"):
-        PBTScheduler(metric="Q", mode="max").on_trial_add(FakeController([trial]), trial)
+    with pytest.raises(NoSearchSpaceError, match=r"pass PBTScheduler\(hyperparam_mutations=\{\.\.\.\}\)"):
+        PBTScheduler(time_attr="training_iteration", metric="Q", mode="max").on_trial_add(FakeController([trial]), trial)
     with pytest.raises(PBTConfigError, match="metric and mode must be set.*TuneConfig"):
-        PBTScheduler(space=TOY_SPACE).on_trial_add(FakeController([trial]), trial)
+        PBTScheduler(time_attr="training_iteration", space=TOY_SPACE).on_trial_add(FakeController([trial]), trial)
     bad = FakeTrial("b", {"h0": 3.0, "h1": 0.0})
     with pytest.raises(PBTConfigError, match=r"trial b's config does not fit.*'h0'.*3.0"):
         s.on_trial_add(FakeController([bad]), bad)
 
 
 def test_missing_or_non_numeric_metric_is_a_clear_error():
-    s = PBTScheduler(metric="Q", mode="max", space=TOY_SPACE)
+    s = PBTScheduler(time_attr="training_iteration", metric="Q", mode="max", space=TOY_SPACE)
     trial = FakeTrial("a", ONE_HOT[0], Trial.RUNNING)
     ctl = FakeController([trial])
     s.on_trial_add(ctl, trial)
@@ -130,7 +130,7 @@ def test_missing_or_non_numeric_metric_is_a_clear_error():
 
 
 def test_trainable_that_never_checkpoints_gets_one_warning(caplog):
-    s = PBTScheduler(metric="Q", mode="max", space=TOY_SPACE, perturbation_interval=2)
+    s = PBTScheduler(time_attr="training_iteration", metric="Q", mode="max", space=TOY_SPACE, perturbation_interval=2)
     trials = [FakeTrial(t, c, Trial.RUNNING) for t, c in zip("abcd", ONE_HOT)]
     ctl = FakeController(trials)
     for trial in trials:
@@ -146,7 +146,7 @@ def test_trainable_that_never_checkpoints_gets_one_warning(caplog):
 
 
 def test_time_sharing_pauses_only_for_a_trial_that_keeps_waiting():
-    s = PBTScheduler(metric="Q", mode="max", space=TOY_SPACE, perturbation_interval=2)
+    s = PBTScheduler(time_attr="training_iteration", metric="Q", mode="max", space=TOY_SPACE, perturbation_interval=2)
     a, b = FakeTrial("a", ONE_HOT[0], Trial.RUNNING), FakeTrial("b", ONE_HOT[1], Trial.RUNNING)
     c = FakeTrial("c", ONE_HOT[0])  # PENDING: the cluster holds two trials
     ctl = FakeController([a, b, c])
@@ -167,7 +167,7 @@ def test_time_sharing_pauses_only_for_a_trial_that_keeps_waiting():
     assert s.on_trial_result(ctl, c, result(5, 0.5)) == "CONTINUE"  # not a decision point
     assert s.on_trial_result(ctl, c, result(6, 0.5)) == "PAUSE"
     # a population that fits the cluster is never paused for time sharing
-    fits = PBTScheduler(metric="Q", mode="max", space=TOY_SPACE, perturbation_interval=2)
+    fits = PBTScheduler(time_attr="training_iteration", metric="Q", mode="max", space=TOY_SPACE, perturbation_interval=2)
     x, y = FakeTrial("x", ONE_HOT[0], Trial.RUNNING), FakeTrial("y", ONE_HOT[1], Trial.RUNNING)
     ctl = FakeController([x, y])
     for trial in (x, y):
@@ -178,7 +178,7 @@ def test_time_sharing_pauses_only_for_a_trial_that_keeps_waiting():
 def test_class_trainable_is_asked_to_save_at_decision_points():
     from ray.tune import Trainable
 
-    s = PBTScheduler(metric="Q", mode="max", space=TOY_SPACE, perturbation_interval=2)
+    s = PBTScheduler(time_attr="training_iteration", metric="Q", mode="max", space=TOY_SPACE, perturbation_interval=2)
     trials = [FakeTrial(t, c, Trial.RUNNING, trainable=Trainable) for t, c in zip("ab", ONE_HOT)]
     ctl = FakeController(trials)
     for trial in trials:
@@ -189,7 +189,7 @@ def test_class_trainable_is_asked_to_save_at_decision_points():
 
 
 def test_sync_trials_held_at_the_barrier_are_not_chosen_to_run():
-    s = PBTScheduler(metric="Q", mode="max", space=TOY_SPACE, perturbation_interval=2, synchronous=True)
+    s = PBTScheduler(time_attr="training_iteration", metric="Q", mode="max", space=TOY_SPACE, perturbation_interval=2, synchronous=True)
     trials = [FakeTrial(t, c, Trial.RUNNING) for t, c in zip("abcd", ONE_HOT)]
     ctl = FakeController(trials)
     for trial in trials:
@@ -212,17 +212,17 @@ def test_config_overlay_keeps_keys_outside_the_space():
 
 def test_state_file_is_read_by_a_new_scheduler(tmp_path):
     path = tmp_path / "pbt-state.json"
-    s = PBTScheduler(metric="Q", mode="max", space=TOY_SPACE, perturbation_interval=2, state_path=path)
+    s = PBTScheduler(time_attr="training_iteration", metric="Q", mode="max", space=TOY_SPACE, perturbation_interval=2, state_path=path)
     trials = [FakeTrial(t, c, Trial.RUNNING) for t, c in zip("abcd", ONE_HOT)]
     ctl = FakeController(trials)
     for trial in trials:
         s.on_trial_add(ctl, trial)
     for trial, q in zip(trials, [0.1, 0.2, 0.3, 0.4]):
         s.on_trial_result(ctl, trial, result(2, q))
-    again = PBTScheduler(metric="Q", mode="max", space=TOY_SPACE, perturbation_interval=2, state_path=path)
+    again = PBTScheduler(time_attr="training_iteration", metric="Q", mode="max", space=TOY_SPACE, perturbation_interval=2, state_path=path)
     assert again.scores() == s.scores() and set(again.scores()) == set("abcd")
     with pytest.raises(PBTStateError, match="other options"):
-        PBTScheduler(metric="Q", mode="max", space=TOY_SPACE, perturbation_interval=3, state_path=path)
+        PBTScheduler(time_attr="training_iteration", metric="Q", mode="max", space=TOY_SPACE, perturbation_interval=3, state_path=path)
 
 
 # ---- real Ray Tune runs --------------------------------------------------------------------
@@ -314,7 +314,7 @@ def check_lineage_replays(scheduler, results, rows):
 @pytest.mark.timeout(240)
 def test_toy_problem_async_pbt_reaches_high_q_with_lineage(ray_local, tmp_path):
     state = tmp_path / "pbt-state.json"
-    s = PBTScheduler(perturbation_interval=4, resample_probability=0.5, seed=0, state_path=state)
+    s = PBTScheduler(time_attr="training_iteration", perturbation_interval=4, resample_probability=0.5, seed=0, state_path=state)
     results, rows = run_toy(tmp_path, "toy_async", s, steps=80, extra={"checkpoint_every": 4})
     assert not results.errors and results.num_terminated == 4
     lineage = s.lineage()
@@ -332,7 +332,7 @@ def test_toy_problem_async_pbt_reaches_high_q_with_lineage(ray_local, tmp_path):
     assert best >= 1.19  # exploit-free training from one-hot h stays at 0.39
     check_lineage_replays(s, results, rows)
     # the state file keeps lineage and scores for a resumed experiment
-    again = PBTScheduler(metric="Q", mode="max", space={**TOY_SPACE, "checkpoint_every": 4},
+    again = PBTScheduler(time_attr="training_iteration", metric="Q", mode="max", space={**TOY_SPACE, "checkpoint_every": 4},
                          perturbation_interval=4,
                          resample_probability=0.5, seed=0, state_path=state)
     assert again.lineage() == lineage and again.scores() == s.scores()
@@ -345,7 +345,7 @@ def test_toy_problem_sync_pbt_survives_a_failing_member(ray_local, tmp_path):
     paused. Tune keeps only the latest checkpoint of each trial (``num_to_keep=1``), so
     cloned checkpoints must be copied before the donor's next one deletes them."""
     marker = str(tmp_path / "failed")
-    s = PBTScheduler(perturbation_interval=4, resample_probability=0.5, seed=0, synchronous=True)
+    s = PBTScheduler(time_attr="training_iteration", perturbation_interval=4, resample_probability=0.5, seed=0, synchronous=True)
     results, rows = run_toy(tmp_path, "toy_sync", s, steps=16, num_to_keep=1,
                             extra={"checkpoint_every": 4, "fail_marker": marker})
     assert os.path.exists(marker) and len(results.errors) == 1 and results.num_terminated == 3
@@ -370,7 +370,8 @@ def test_orchestrator_builds_pbt_with_state_path_and_seed(tmp_path):
     s = build_scheduler(spec, str(tmp_path))
     assert isinstance(s, PBTScheduler)
     assert s.state_path == os.path.join(str(tmp_path), "pbt-state.json")
-    assert s._options["seed"] == 7 and s._options["perturbation_factors"] == (0.5, 2.0)
+    assert s.seed == 7 and s._options["perturbation_factors"] == (0.5, 2.0)
+    assert s._time_attr == "training_iteration"  # the spec default (the class has Ray's)
 
 
 def test_exploit_missing_from_tunes_snapshot_is_undone_on_resume(tmp_path, caplog):

@@ -5,8 +5,10 @@ A. Talwalkar, "A System for Massively Parallel Hyperparameter Tuning", MLSys 202
 (arXiv:1810.05934), Algorithm 2 (promotion) and Section 3.3 (early stopping).
 
 Nothing here imports Ray. The Ray Tune adapter (:mod:`schedulers.asha`) feeds events in
-(``add``, ``on_result``, ``on_complete``, ``on_error``, ``on_remove``) and carries the
-returned :class:`Action` values (and :class:`Plan` objects) out.
+(``add``, ``decide``, ``on_complete``, ``on_error``, ``on_remove``) and carries the returned
+decisions out: the shared vocabulary of :mod:`schedulers.core.decisions` (``Continue`` /
+``Pause`` / ``Stop`` with a ``Reason``, and :class:`Plan` for the promotion variant).
+``on_result`` is the short form of ``decide`` that returns the bare :class:`Action`.
 
 Glossary
 --------
@@ -76,8 +78,13 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from schedulers.core.decisions import Action, Decision, Plan, Reason, Status, for_action
 from schedulers.core.state_file import write_json_atomic
 from search_algs.errors import TuneorchError
+
+__all__ = ["ASHA", "Action", "Plan", "Status", "ASHAConfigError", "ASHAStateError", "rung_levels",
+           "max_brackets", "bracket_probabilities", "continue_quota", "promotion_quota",
+           "validate_options"]
 
 STATE_FORMAT = "tuneorch.asha"
 STATE_VERSION = 1
@@ -92,24 +99,6 @@ class ASHAConfigError(TuneorchError, ValueError):
 
 class ASHAStateError(TuneorchError, ValueError):
     """A saved ASHA state cannot be used (unreadable, or written for other options)."""
-
-
-class Action(str, enum.Enum):
-    """What the trial that just reported should do next."""
-
-    CONTINUE = "CONTINUE"
-    PAUSE = "PAUSE"
-    STOP = "STOP"
-
-
-class Status(str, enum.Enum):
-    """Where a trial stands, as the policy sees it."""
-
-    ACTIVE = "active"  # added, running or waiting to run; not held at a rung
-    PAUSED = "paused"  # promotion variant: held at rung ``paused_at`` until promoted
-    STOPPED = "stopped"  # cut at a rung, removed, or never promotable
-    FINISHED = "finished"  # reached max_t, or ended on its own
-    ERRORED = "errored"  # failed; becomes ACTIVE again if it is retried (re-added)
 
 
 @dataclass
@@ -152,18 +141,6 @@ class TrialState:
         return cls(int(d["bracket"]), Status(d["status"]),
                    {int(k): RungEntry.from_json(e) for k, e in d["rungs"].items()},
                    None if d["paused_at"] is None else int(d["paused_at"]))
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Promotion variant: what to do with paused trials now.
-
-    ``promote``: paused trial ids to resume, best first (highest rung, then rank).
-    ``stop``: paused trial ids that can never be promoted.
-    """
-
-    promote: tuple[str, ...] = ()
-    stop: tuple[str, ...] = ()
 
 
 # ---- rung arithmetic (pure functions) ------------------------------------------------
@@ -231,7 +208,8 @@ def validate_options(grace_period: Any, eta: Any, max_t: Any, brackets: Any,
     """Raise :class:`ASHAConfigError` on the first invalid option."""
     _number("grace_period", grace_period, 1, "pass grace_period=1 or more "
             "(in units of time_attr)")
-    _number("eta", eta, 2, "pass eta=2 or more (eta=3 keeps the best third at each rung)")
+    _number("eta (Ray's reduction_factor)", eta, 2,
+            "pass eta=2 or more (eta=3 keeps the best third at each rung)")
     _number("max_t", max_t, 1, "pass max_t >= grace_period (in units of time_attr)")
     if max_t < grace_period:
         raise ASHAConfigError(f"ASHA: max_t must be >= grace_period, got max_t={max_t!r} and "
@@ -279,8 +257,13 @@ class ASHA:
 
     def __init__(self, grace_period: float = 1, eta: float = 3, max_t: float = 100,
                  brackets: int = 1, mode: str = "min", variant: str = "stopping",
-                 seed: int | None = None, context: Mapping[str, Any] | None = None):
+                 seed: int | None = None, context: Mapping[str, Any] | None = None,
+                 stop_last_trials: bool = True):
         validate_options(grace_period, eta, max_t, brackets, mode, variant, seed)
+        if not isinstance(stop_last_trials, bool):
+            raise ASHAConfigError(f"ASHA: stop_last_trials must be True or False, got {stop_last_trials!r}; "
+                                  f"pass stop_last_trials=True (stop trials at max_t, default) or False")
+        self.stop_last_trials = stop_last_trials
         self.grace_period, self.eta, self.max_t = grace_period, eta, max_t
         self.brackets, self.mode, self.variant, self.seed = int(brackets), mode, variant, seed
         self.context = dict(context or {})
@@ -312,35 +295,51 @@ class ASHA:
         return state.bracket
 
     def on_result(self, trial_id: str, t: float, value: float) -> Action:
-        """A trial reported ``value`` at progress ``t``; what should it do?"""
+        """A trial reported ``value`` at progress ``t``; what should it do? (The bare
+        :class:`Action` of :meth:`decide`.)"""
+        return self.decide(trial_id, t, value).action
+
+    def decide(self, trial_id: str, t: float, value: float) -> Decision:
+        """A trial reported ``value`` at progress ``t``: ``Continue``, ``Pause`` or ``Stop``,
+        with the :class:`Reason`."""
         if trial_id not in self.trials:
             self.add(trial_id)
         state = self.trials[trial_id]
+        if state.status is Status.FINISHED and not self.stop_last_trials:
+            return for_action(trial_id, Action.CONTINUE, Reason.MAX_T)  # runs on past max_t
         if state.status in (Status.STOPPED, Status.FINISHED):
-            return Action.STOP
+            return for_action(trial_id, Action.STOP, Reason.NOT_LIVE)
         if t >= self.max_t:
             state.status = Status.FINISHED
             state.paused_at = None
             self._changed()
-            return Action.STOP
+            return for_action(trial_id, Action.STOP if self.stop_last_trials else Action.CONTINUE,
+                              Reason.MAX_T)
         k = self._rung_reached(state.bracket, t)
         if k is None:
-            return Action.CONTINUE  # below the first rung
+            return for_action(trial_id, Action.CONTINUE, Reason.NOT_DUE)  # below the first rung
         if state.status is Status.PAUSED:
             # Running although held (resumed by something other than a promotion): hold it
             # again once it is back at its rung.
-            return Action.PAUSE if k >= state.paused_at else Action.CONTINUE
+            if k >= state.paused_at:
+                return for_action(trial_id, Action.PAUSE, Reason.HELD)
+            return for_action(trial_id, Action.CONTINUE, Reason.NOT_DUE)
         if k <= state.level:
             entry = state.rungs.get(k)  # already judged here: repeat the decision
             if entry is None or entry.promoted or entry.action is Action.CONTINUE:
-                return Action.CONTINUE
+                return for_action(trial_id, Action.CONTINUE, Reason.REPEATED)
             if entry.action is Action.PAUSE:
                 state.status, state.paused_at = Status.PAUSED, k
             else:
                 state.status = Status.STOPPED
             self._changed()
-            return entry.action
-        return self._arrive(trial_id, state, k, value)
+            return for_action(trial_id, entry.action, Reason.REPEATED)
+        action = self._arrive(trial_id, state, k, value)
+        entry = state.rungs[k]
+        reason = (Reason.NONFINITE if entry.nonfinite is not None else
+                  Reason.RUNG_CUT if action is Action.STOP else
+                  Reason.HELD if action is Action.PAUSE else Reason.RUNG_KEPT)
+        return for_action(trial_id, action, reason)
 
     def on_complete(self, trial_id: str) -> None:
         """The trial ended (on its own, or after a STOP); it will not report again."""
@@ -476,7 +475,7 @@ class ASHA:
     def options(self) -> dict:
         return {"grace_period": self.grace_period, "eta": self.eta, "max_t": self.max_t,
                 "brackets": self.brackets, "mode": self.mode, "variant": self.variant,
-                "seed": self.seed, "context": self.context}
+                "seed": self.seed, "context": self.context, "stop_last_trials": self.stop_last_trials}
 
     def to_dict(self) -> dict:
         return {"format": STATE_FORMAT, "version": STATE_VERSION, "options": self.options(),
@@ -493,6 +492,7 @@ class ASHA:
             raise ASHAStateError(f"ASHA: {source} has state version {data.get('version')!r}, this "
                                  f"code reads version {STATE_VERSION}; use a matching tuneorch")
         saved = json.loads(json.dumps(data["options"]))
+        saved.setdefault("stop_last_trials", True)  # states written before the option existed
         mine = json.loads(json.dumps(self.options()))
         diff = sorted(k for k in set(saved) | set(mine) if saved.get(k) != mine.get(k))
         if diff:

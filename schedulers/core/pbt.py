@@ -85,10 +85,11 @@ import math
 import numbers
 import os
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from schedulers.core.decisions import Continue, Decision, Exploit, Pause, Reason, Resume
 from schedulers.core.state_file import write_json_atomic
 from search_algs.errors import TuneorchError
 from search_algs.space import Categorical, Param, Space
@@ -97,17 +98,18 @@ STATE_FORMAT = "tuneorch.pbt"
 STATE_VERSION = 1
 MODES = ("min", "max")
 
-# Reasons carried by Continue decisions (stable strings: the adapter and the tests use them).
-NOT_LIVE = "not_live"  # the member finished, failed or was removed
-BURN_IN = "burn_in"  # t < burn_in
-NOT_DUE = "not_due"  # less than one interval since the last decision point / below the barrier
-NO_CHECKPOINT = "no_checkpoint"  # due, but no checkpoint since the last exploit (or in this report)
-TOO_FEW = "too_few"  # fewer than 2 ranked members: no quantiles
-TOP = "top"  # due, in the top quantile
-MIDDLE = "middle"  # due, in neither quantile
-NO_DONOR = "no_donor"  # due, in the bottom quantile, but no top member has a checkpoint
-BUSY = "busy"  # an exploit of this member awaits commit
-HELD = "held"  # synchronous: waiting at the barrier
+# Reasons carried by Continue decisions: members of the shared Reason enum (str values, so the
+# old string constants compare equal), kept under their old names.
+NOT_LIVE = Reason.NOT_LIVE  # the member finished, failed or was removed
+BURN_IN = Reason.BURN_IN  # t < burn_in
+NOT_DUE = Reason.NOT_DUE  # less than one interval since the last decision point / below the barrier
+NO_CHECKPOINT = Reason.NO_CHECKPOINT  # due, but no checkpoint since the last exploit (or in this report)
+TOO_FEW = Reason.TOO_FEW  # fewer than 2 ranked members (or quantile_fraction=0): no quantiles
+TOP = Reason.TOP  # due, in the top quantile
+MIDDLE = Reason.MIDDLE  # due, in neither quantile
+NO_DONOR = Reason.NO_DONOR  # due, in the bottom quantile, but no top member has a checkpoint
+BUSY = Reason.BUSY  # an exploit of this member awaits commit
+HELD = Reason.HELD  # synchronous: waiting at the barrier
 
 
 class PBTConfigError(TuneorchError, ValueError):
@@ -118,57 +120,9 @@ class PBTStateError(TuneorchError, ValueError):
     """A saved PBT state cannot be used (unreadable, or written for other options)."""
 
 
-# ---- decisions -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Continue:
-    """The member goes on with its config; ``reason`` is one of the module's reason strings."""
-
-    trial: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class Pause:
-    """Synchronous mode: the member arrived at the barrier and waits for its generation."""
-
-    trial: str
-    reason: str = HELD
-
-
-@dataclass(frozen=True)
-class Resume:
-    """Synchronous mode: the generation closed; the member goes on with its own state."""
-
-    trial: str
-
-
-@dataclass(frozen=True)
-class Exploit:
-    """Proposal: ``target`` restarts from ``donor``'s checkpoint at ``donor_time`` with
-    ``new_config`` (flat values, see :class:`search_algs.space.Space`).
-
-    ``time`` is the target's progress when the decision was made; ``operations`` says how
-    each parameter of ``new_config`` was obtained from ``donor_config``.
-    """
-
-    target: str
-    donor: str
-    time: float
-    donor_time: float
-    target_config: Mapping[str, Any]
-    donor_config: Mapping[str, Any]
-    new_config: Mapping[str, Any]
-    operations: Mapping[str, str]
-    generation: int | None = None
-
-    @property
-    def trial(self) -> str:
-        return self.target
-
-
-Decision = Continue | Pause | Resume | Exploit
+# ---- decisions: the shared vocabulary (schedulers.core.decisions) ---------------------------
+# Continue(trial, reason), Pause(trial) (synchronous: arrived at the barrier), Resume(trial)
+# (synchronous: the generation closed), Exploit(...) (a proposal, see the module docstring).
 
 
 @dataclass(frozen=True)
@@ -280,10 +234,11 @@ def validate_options(perturbation_interval: Any, burn_in_period: Any = 0,
     if _real("burn_in_period", burn_in_period, "pass burn_in_period >= 0") < 0:
         raise PBTConfigError(f"PBT: burn_in_period must be >= 0, got {burn_in_period!r}; "
                              f"pass burn_in_period=0 to allow exploits from the first interval")
-    q = _real("quantile_fraction", quantile_fraction, "pass a fraction in (0, 0.5], e.g. 0.25")
-    if not 0 < q <= 0.5:
-        raise PBTConfigError(f"PBT: quantile_fraction must be in (0, 0.5] (the bottom and the top "
-                             f"quantile may not overlap), got {quantile_fraction!r}; pass e.g. 0.25")
+    q = _real("quantile_fraction", quantile_fraction, "pass a fraction in [0, 0.5], e.g. 0.25")
+    if not 0 <= q <= 0.5:
+        raise PBTConfigError(f"PBT: quantile_fraction must be in [0, 0.5] (the bottom and the top "
+                             f"quantile may not overlap; 0 turns exploitation off), got "
+                             f"{quantile_fraction!r}; pass e.g. 0.25")
     p = _real("resample_probability", resample_probability, "pass a probability in [0, 1]")
     if not 0 <= p <= 1:
         raise PBTConfigError(f"PBT: resample_probability must be in [0, 1], got "
@@ -316,7 +271,7 @@ def quantile_size(n: int, fraction: float) -> int:
     >>> [quantile_size(n, 0.25) for n in (1, 2, 3, 4, 5, 8, 9)]
     [0, 1, 1, 1, 1, 2, 2]
     """
-    if n < 2:
+    if n < 2 or fraction <= 0:
         return 0
     return min(math.ceil(n * fraction - 1e-12), n // 2)
 
@@ -414,6 +369,9 @@ class PBT:
         synchronous: generations with a barrier instead of asynchronous decisions.
         seed: seeds the one generator behind every random draw.
         context: JSON-serialisable labels stored with the state and checked on load.
+        explore_fn: applied to the flat values after the built-in explore (Ray's
+            ``custom_explore_fn``, translated by the adapter); its changes are recorded as
+            ``"custom"`` operations. It must return values inside the space. Not saved.
     """
 
     def __init__(self, space: Any, perturbation_interval: float = 5, burn_in_period: float = 0,
@@ -421,7 +379,8 @@ class PBT:
                  perturbation_factors: Sequence[float] = (0.8, 1.2),
                  mutable: Iterable[str] | None = None, mode: str = "max",
                  synchronous: bool = False, seed: int | None = None,
-                 context: Mapping[str, Any] | None = None):
+                 context: Mapping[str, Any] | None = None,
+                 explore_fn: Callable[[dict], Mapping[str, Any]] | None = None):
         validate_options(perturbation_interval, burn_in_period, quantile_fraction,
                          resample_probability, perturbation_factors, mode, synchronous, seed)
         self.space = Space.of(space)
@@ -441,6 +400,7 @@ class PBT:
         self.factors = tuple(float(f) for f in perturbation_factors)
         self.mode, self.synchronous, self.seed = mode, synchronous, seed
         self.context = dict(context or {})
+        self.explore_fn = explore_fn
         self.rng = np.random.default_rng(seed)
         self.members: dict[str, Member] = {}
         self._lineage: list[LineageRecord] = []
@@ -495,6 +455,7 @@ class PBT:
         if has_checkpoint:
             member.ckpt_time = t
             member.ever_checkpointed = True
+        self._changed()  # every report moves the ranking at common times: worth saving
         if trial_id in self._pending:
             return (Continue(trial_id, BUSY),)
         if self.synchronous:
@@ -633,6 +594,11 @@ class PBT:
         donor, member = self.members[donor_id], self.members[trial_id]
         new, ops = explore(self.space, donor.config, self.rng, mutable=self.mutable, factors=self.factors,
                            resample_probability=self.resample_probability)
+        if self.explore_fn is not None:
+            custom = dict(self.explore_fn(dict(new)))
+            self._check_config(trial_id, custom)
+            ops.update({k: "custom" for k in custom if custom[k] != new.get(k)})
+            new = custom
         exploit = Exploit(trial_id, donor_id, member.time, donor.ckpt_time, dict(member.config),
                           dict(donor.config), new, ops, generation)
         self._pending[trial_id] = exploit
