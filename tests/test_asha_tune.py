@@ -86,7 +86,7 @@ def test_registry_names_asha():
 
 
 def test_invalid_options_fail_at_construction():
-    with pytest.raises(ASHAConfigError, match=r"eta must be >= 2, got 1"):
+    with pytest.raises(ASHAConfigError, match=r"eta \(Ray's reduction_factor\) must be >= 2, got 1"):
         ASHAScheduler(eta=1)
     with pytest.raises(ASHAConfigError, match=r"mode must be 'min', 'max' or None, got 'up'"):
         ASHAScheduler(mode="up")
