@@ -332,7 +332,8 @@ def resume(experiment_path: str, verbose: int = 1) -> TuningResult:
     experiment_path = cluster.storage_uri(experiment_path).rstrip("/")
     spec = _load_spec(experiment_path)
     storage_path, run_name = experiment_path.rsplit("/", 1)
-    repair_experiment_state(experiment_path)
+    local = experiment_path.removeprefix("file://")
+    repair_experiment_state(experiment_path, trusted=lambda staged: state_seal.sealed(staged, local))
     state_seal.verify(experiment_path)  # before Ray starts and Tune unpickles anything of the folder
     check_tracking_reachable(spec.tracking_uri)
     cluster.connect(spec.address)

@@ -20,7 +20,7 @@ import os
 import pickle
 import re
 import time
-from typing import Any
+from typing import Any, Callable
 
 from ray.tune import Callback
 
@@ -124,7 +124,8 @@ class ResumeError(TuneorchError, RuntimeError):
 STATE_PATTERN = "experiment_state-*.json"
 
 
-def repair_experiment_state(experiment_path: str, ray_temp_roots: list[str] | None = None) -> str | None:
+def repair_experiment_state(experiment_path: str, ray_temp_roots: list[str] | None = None,
+                            trusted: Callable[[str], bool] | None = None) -> str | None:
     """Make the newest Tune experiment snapshot whole and self-consistent before a resume; return
     the staging folder whose copy was put back, or ``None`` when nothing needed repair.
 
@@ -164,6 +165,11 @@ def repair_experiment_state(experiment_path: str, ray_temp_roots: list[str] | No
     staged = [os.path.dirname(c) for root in roots for c in glob.glob(os.path.join(
         glob.escape(root), "session_*", "artifacts", "*", glob.escape(name), "driver_artifacts",
         os.path.basename(newest)))]
+    if trusted is not None:
+        # A staging copy written after the last seal (the driver died between Tune writing it and
+        # the sealing callback) is not put back: resume would refuse it. The experiment folder's
+        # own, sealed copy then stands; it lacks only trials that had not started yet.
+        staged = [d for d in staged if trusted(d)]
     problems = {d: _snapshot_problem(d, session) for d in staged}
     problem = _snapshot_problem(folder, session)
     # A consistent staging copy wins; a whole but inconsistent one only replaces a cut-off file.

@@ -130,6 +130,16 @@ def seal(source: str, targets: list[str] | None = None, names: list[str] | None 
         _write_seal(folder, files)
 
 
+def sealed(folder: str, seal_folder: str | None = None) -> bool:
+    """Whether every state file in ``folder`` carries a valid seal, recorded in the seal file of
+    ``folder`` or of ``seal_folder`` (Tune's staging copy is checked against the experiment's)."""
+    key = _key()
+    files = _read_seal(folder)
+    for name, digests in (_read_seal(seal_folder) if seal_folder else {}).items():
+        files[name] = files.get(name, []) + digests
+    return all(_digest(key, os.path.join(folder, name)) in files.get(name, []) for name in _sealed_names(folder))
+
+
 def verify(experiment_path: str) -> None:
     """Raise :class:`ResumeError` unless every state file that Tune would unpickle carries a valid
     seal; move unused callback pickles aside. Local experiment folders only: a remote one is
