@@ -144,7 +144,9 @@ def _is_trial_folder(path: str) -> bool:
         entries = os.listdir(path)
     except OSError:
         return False
-    return any(e in _TRIAL_FILES or _CHECKPOINT.match(e) for e in entries)
+    # An empty folder is one Tune made when the trial started, killed before anything was written
+    # into it: left alone, the restored trial would be named into a copy (``<name>_<4 hex>``).
+    return not entries or any(e in _TRIAL_FILES or _CHECKPOINT.match(e) for e in entries)
 
 
 def _freshest(name: str, folder: str, staging: list[str], file_name: str) -> str | None:

@@ -266,7 +266,10 @@ def exact_resume_hooks(on_restored: Any = None):
         before = len(self._trials)
         original_queue(self)
         if len(self._trials) > before:
-            self.checkpoint(force=True)
+            # wait: the upload into the experiment folder completes before the trials start, so the
+            # folder's own (sealed) snapshot holds them even when the driver dies while writing the
+            # next one into staging (resume never puts back an unsealed staging copy).
+            self.checkpoint(force=True, wait=True)
 
     def _restore_trials(self, experiment_state):
         trials = original_restore(self, experiment_state)
