@@ -8,7 +8,8 @@ written: an HMAC-SHA256 of its bytes under a key that lives *outside* the folder
 (``~/.tuneorch/state.key``, made on first use, readable by its owner only; or the hex key in
 ``$TUNEORCH_STATE_KEY``, to resume on another machine), recorded in
 ``<experiment>/tuneorch-seal.json``. :func:`verify` runs before ``Tuner.restore`` and refuses
-any such file whose seal is missing or wrong, naming it, before a byte of it is unpickled.
+any such file Tune would read (the newest of each kind) whose seal is missing or wrong, naming it,
+before a byte of it is unpickled.
 
 When files are sealed: ``tuner.pkl`` right after the Tuner writes it; the snapshot files at
 every experiment snapshot, by :class:`StateSealer`, a Tune callback. Tune's snapshot writes the
@@ -95,6 +96,16 @@ def _sealed_names(folder: str) -> list[str]:
                   and os.path.isfile(os.path.join(folder, n)))
 
 
+def _read_on_restore(folder: str) -> list[str]:
+    """The state files of ``folder`` that ``Tuner.restore`` unpickles: of each kind, the one whose
+    name sorts last (Ray 2.60 picks ``max()`` of the names for the trials, the search generator
+    and the searcher). Older sessions' files are never read; a driver killed while Tune copied
+    them leaves them cut off, and that must not stop a resume."""
+    names = _sealed_names(folder)
+    return sorted({max(matching) for pattern in SEALED
+                   if (matching := [n for n in names if fnmatch.fnmatchcase(n, pattern)])})
+
+
 def _read_seal(folder: str) -> dict[str, list[str]]:
     try:
         with open(os.path.join(folder, SEAL_FILE), encoding="utf-8") as f:
@@ -131,25 +142,25 @@ def seal(source: str, targets: list[str] | None = None, names: list[str] | None 
 
 
 def sealed(folder: str, seal_folder: str | None = None) -> bool:
-    """Whether every state file in ``folder`` carries a valid seal, recorded in the seal file of
+    """Whether every state file in ``folder`` that a restore reads carries a valid seal, recorded in the seal file of
     ``folder`` or of ``seal_folder`` (Tune's staging copy is checked against the experiment's)."""
     key = _key()
     files = _read_seal(folder)
     for name, digests in (_read_seal(seal_folder) if seal_folder else {}).items():
         files[name] = files.get(name, []) + digests
-    return all(_digest(key, os.path.join(folder, name)) in files.get(name, []) for name in _sealed_names(folder))
+    return all(_digest(key, os.path.join(folder, name)) in files.get(name, []) for name in _read_on_restore(folder))
 
 
 def verify(experiment_path: str) -> None:
-    """Raise :class:`ResumeError` unless every state file that Tune would unpickle carries a valid
-    seal; move unused callback pickles aside. Local experiment folders only: a remote one is
+    """Raise :class:`ResumeError` unless every state file that Tune would unpickle (the newest of
+    each kind) carries a valid seal; move unused callback pickles aside. Local experiment folders only: a remote one is
     checked by the same code once Tune has copied it (not yet: see the README)."""
     if "://" in experiment_path and not experiment_path.startswith("file://"):
         return
     folder = experiment_path.removeprefix("file://")
     key = _key()
     files = _read_seal(folder)
-    for name in _sealed_names(folder):
+    for name in _read_on_restore(folder):
         if _digest(key, os.path.join(folder, name)) not in files.get(name, []):
             raise ResumeError(
                 f"resume: {os.path.join(folder, name)} carries no valid seal of this machine's "

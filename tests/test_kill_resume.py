@@ -104,6 +104,14 @@ def _segment(mode: str, case_file: pathlib.Path, moment: tuple | None, log_dir: 
             driver.wait()
 
 
+def _failure_text(err_path: pathlib.Path) -> str:
+    """The driver's last traceback and the end of its output: the console's lines would push the
+    traceback out of a plain tail."""
+    text = err_path.read_text(errors="replace")
+    start = text.rfind("Traceback (most recent call last)")
+    return (text[start:start + 6000] + "\n...\n" if start >= 0 else "") + text[-2000:]
+
+
 def _checkpointed_before(experiment: pathlib.Path) -> dict[str, int]:
     """{trial id: newest step whose checkpoint the driver had registered}, from every copy of the
     trials' result.json (the driver's staging copies under /tmp/ray included)."""
@@ -214,13 +222,13 @@ def _kill_chain(scheduler: str, tmp: pathlib.Path) -> tuple[list[str], list[str]
             case["experiment"] = str(experiment)
             case_file.write_text(json.dumps(case))
         assert not outcome.startswith("ended") or outcome.endswith("(0)"), \
-            (tmp / f"segment{i}.err").read_text()[-4000:]
+            _failure_text(tmp / f"segment{i}.err")
         checkpointed = _checkpointed_before(experiment)
         kills.append((_markers(log_dir, "starts"), checkpointed))
         report.append(f"{scheduler} kill {i} at {moment}: {outcome}; trials started {len(kills[-1][0])}, "
                       f"with a checkpoint {len(checkpointed)}")
     outcome = _segment("resume", case_file, None, log_dir, tmp / "final.err")
-    assert outcome == "ended (0)", (tmp / "final.err").read_text()[-4000:]
+    assert outcome == "ended (0)", _failure_text(tmp / "final.err")
     result = json.loads((tmp / "result.json").read_text())
     problems = _check(case, result, experiment, log_dir, kills)
     report.append(f"{scheduler} final: {len(result['trials'])} trials, statuses {sorted(set(result['statuses']))}, "

@@ -52,6 +52,24 @@ def test_a_file_of_the_previous_snapshot_still_passes(tmp_path, own_key):
     state_seal.verify(str(tmp_path))
 
 
+def test_a_cut_off_file_of_an_older_session_does_not_stop_a_resume(tmp_path, own_key):
+    """Tune copies the older sessions' snapshot files too at each upload, so a kill can cut one
+    of them; Tune reads only the newest of each kind, and only those are checked. A planted file
+    whose name sorts last is what Tune would read, so it is checked."""
+    for session in ("2026-01-01_10-00-00", "2026-01-01_11-00-00"):
+        (tmp_path / f"search_gen_state-{session}.json").write_bytes(pickle.dumps({"counter": 1}))
+        (tmp_path / f"experiment_state-{session}.json").write_text("{}")
+    state_seal.seal(str(tmp_path))
+    (tmp_path / "search_gen_state-2026-01-01_10-00-00.json").write_bytes(b"")  # the cut copy
+    state_seal.verify(str(tmp_path))
+    assert state_seal.sealed(str(tmp_path))
+
+    (tmp_path / "search_gen_state-2026-01-01_12-00-00.json").write_bytes(pickle.dumps({"counter": 9}))
+    with pytest.raises(ResumeError, match="search_gen_state-2026-01-01_12-00-00.json carries no valid seal"):
+        state_seal.verify(str(tmp_path))
+    assert not state_seal.sealed(str(tmp_path))
+
+
 def test_another_key_does_not_pass(tmp_path, monkeypatch):
     monkeypatch.setenv(state_seal.KEY_ENV, "11" * 32)
     (tmp_path / "tuner.pkl").write_bytes(b"state")
