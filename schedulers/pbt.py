@@ -216,6 +216,7 @@ class PBTScheduler(TuneorchScheduler):
         self._injected: dict[str, str] = {}  # trial id -> path of the cloned checkpoint it restarts from
         self._base_tags: dict[str, str] = {}
         self._seen_waiting: dict[str, set] = {}  # time sharing: who waited at a trial's last decision point
+        self._turns: dict[str, int] = {}  # trial id -> when it was last chosen to run (a counter)
         self._load_now()  # an existing state file is readable right away
 
     # ---- results -----------------------------------------------------------------------
@@ -389,9 +390,15 @@ class PBTScheduler(TuneorchScheduler):
         def key(t: Trial):
             member = core.members.get(t.trial_id)
             progress = member.time if member is not None and member.time is not None else 0.0
-            return (progress, t.status != Trial.PENDING)
+            return (progress, self._turns.get(t.trial_id, -1), t.status != Trial.PENDING)
 
-        return min(candidates, key=key)  # the least advanced first: members take turns
+        # The least advanced first, and among equals the one that waited longest. Without the
+        # second rule a trial that exploits at every decision point (cloned back to a paused
+        # donor's time each time) won every tie against the paused donor, which never ran again:
+        # seen with 4 members on 2 CPUs, two of them cloning the third for ever.
+        chosen = min(candidates, key=key)
+        self._turns[chosen.trial_id] = max(self._turns.values(), default=-1) + 1
+        return chosen
 
     def debug_string(self) -> str:
         head = (f"Using PBT ({'synchronous' if self._options['synchronous'] else 'asynchronous'}, "
@@ -404,7 +411,8 @@ class PBTScheduler(TuneorchScheduler):
         state = self.policy.to_dict()
         state["adapter"] = {"injected": dict(self._injected), "base_tags": dict(self._base_tags),
                             "seen_waiting": {tid: sorted([w, t] for w, t in seen)
-                                             for tid, seen in self._seen_waiting.items()}}
+                                             for tid, seen in self._seen_waiting.items()},
+                            "turns": dict(self._turns)}
         return state
 
     def _load_state(self, state: Mapping, source: str = "state") -> None:
@@ -414,6 +422,7 @@ class PBTScheduler(TuneorchScheduler):
         self._base_tags.update(adapter.get("base_tags") or {})
         self._seen_waiting = {tid: {(w, t) for w, t in seen}
                               for tid, seen in (adapter.get("seen_waiting") or {}).items()}
+        self._turns = {tid: int(n) for tid, n in (adapter.get("turns") or {}).items()}
         self._queue = []
 
     # ---- decisions -----------------------------------------------------------------------

@@ -175,6 +175,25 @@ def test_time_sharing_pauses_only_for_a_trial_that_keeps_waiting():
     assert {fits.on_trial_result(ctl, x, result(t, 0.1 * t)) for t in range(1, 12)} == {"CONTINUE"}
 
 
+def test_a_waiting_trial_is_not_starved_by_one_that_keeps_coming_back():
+    """Among equally advanced trials the one that waited longest runs first: a clone sent back
+    to its paused donor's time at every decision point must not win every turn."""
+    s = PBTScheduler(time_attr="training_iteration", metric="Q", mode="max", space=TOY_SPACE, perturbation_interval=100)
+    a, b = FakeTrial("a", ONE_HOT[0], Trial.RUNNING), FakeTrial("b", ONE_HOT[1], Trial.RUNNING)
+    ctl = FakeController([a, b])
+    for trial in (a, b):
+        s.on_trial_add(ctl, trial)
+        s.on_trial_result(ctl, trial, result(5, 0.5))
+    a.status, b.status = Trial.PAUSED, Trial.PENDING
+    assert s.choose_trial_to_run(ctl) is b  # a tie: pending before paused
+    assert s.choose_trial_to_run(ctl) is a  # b, back at the same time, waits for its turn
+    saved = s._state()
+    again = PBTScheduler(time_attr="training_iteration", metric="Q", mode="max", space=TOY_SPACE, perturbation_interval=100)
+    again._ensure_core(None, None)
+    again._load_state(saved)
+    assert again.choose_trial_to_run(ctl) is b  # the turns survive a restore
+
+
 def test_class_trainable_is_asked_to_save_at_decision_points():
     from ray.tune import Trainable
 
