@@ -153,13 +153,24 @@ def sealed(folder: str, seal_folder: str | None = None) -> bool:
 
 def verify(experiment_path: str) -> None:
     """Raise :class:`ResumeError` unless every state file that Tune would unpickle (the newest of
-    each kind) carries a valid seal; move unused callback pickles aside. Local experiment folders only: a remote one is
-    checked by the same code once Tune has copied it (not yet: see the README)."""
+    each kind) carries a valid seal, recorded in the experiment's seal file or in a seal file of
+    Tune's staging copies; move unused callback pickles aside. Local experiment folders only: a
+    remote one is checked by the same code once Tune has copied it (not yet: see the README)."""
     if "://" in experiment_path and not experiment_path.startswith("file://"):
         return
+    from orchestrator.faults import staging_folders
+
     folder = experiment_path.removeprefix("file://")
     key = _key()
+    # Digests from Tune's staging folders count too. Tune's upload copies the staging seal file
+    # into the experiment folder from a background thread, and a copy that started before the
+    # next snapshot's seal can land after it, leaving the folder's seal one snapshot behind its
+    # files (seen in the kill test). A digest is an HMAC under the key, wherever it is recorded,
+    # so taking it from there admits no file the key did not seal.
     files = _read_seal(folder)
+    for staging in staging_folders(experiment_path):
+        for name, digests in _read_seal(staging).items():
+            files[name] = files.get(name, []) + digests
     for name in _read_on_restore(folder):
         if _digest(key, os.path.join(folder, name)) not in files.get(name, []):
             raise ResumeError(

@@ -70,6 +70,28 @@ def test_a_cut_off_file_of_an_older_session_does_not_stop_a_resume(tmp_path, own
     assert not state_seal.sealed(str(tmp_path))
 
 
+def test_a_seal_left_behind_by_tunes_copy_is_completed_from_the_staging_folder(tmp_path, own_key, monkeypatch):
+    """Tune's upload can copy an older staging seal over the experiment folder's newer one; the
+    staging folder still holds the digest, and it counts (it is an HMAC under the key)."""
+    experiment = tmp_path / "runs" / "exp"
+    staging = tmp_path / "ray" / "session_1" / "artifacts" / "2026" / "exp" / "driver_artifacts"
+    experiment.mkdir(parents=True)
+    staging.mkdir(parents=True)
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "ray"))
+    (staging / "experiment_state-1.json").write_text('{"snapshot": 1}')
+    state_seal.seal(str(staging), [str(experiment)])
+    behind = (experiment / state_seal.SEAL_FILE).read_bytes()
+    (staging / "experiment_state-1.json").write_text('{"snapshot": 2}')
+    state_seal.seal(str(staging), [str(experiment)])
+    (experiment / state_seal.SEAL_FILE).write_bytes(behind)  # the late copy of the older seal
+    (experiment / "experiment_state-1.json").write_text('{"snapshot": 2}')
+    state_seal.verify(str(experiment))
+
+    (experiment / "experiment_state-1.json").write_text('{"snapshot": 3}')  # sealed nowhere
+    with pytest.raises(ResumeError, match="experiment_state-1.json carries no valid seal"):
+        state_seal.verify(str(experiment))
+
+
 def test_another_key_does_not_pass(tmp_path, monkeypatch):
     monkeypatch.setenv(state_seal.KEY_ENV, "11" * 32)
     (tmp_path / "tuner.pkl").write_bytes(b"state")
