@@ -8,9 +8,14 @@ Examples::
     python -m benchmarks overhead --trials 50 --optimizer random --repeats 2
     python -m benchmarks schedulers --seeds 3 --trials 27
     python -m benchmarks pbt --seeds 5
+    python -m benchmarks scale --trials 2000 --results 10 --sleep 0.1 --concurrency 8
     python -m benchmarks list
     python -m benchmarks report bench-results/quick-.../results.json
     python -m benchmarks merge --out bench-results/both bench-results/a/results.json bench-results/b/results.json
+    python -m benchmarks run --suite real --optimizers gp-ei --seeds 5 --first-seed 5   # seeds 5-9
+    python -m benchmarks compare bench-results/real-.../results.json --pairs gp-ei:optuna-gp,tpe:optuna-tpe
+    python -m benchmarks compare before=benchmarks/results/real-2026-12-07/results.json.gz now=bench-results/x/results.json \
+        --pairs gp-ei@now:gp-ei@before,gp-ei@now:optuna-gp@before
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import sys
 import time
 from typing import Sequence
@@ -45,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--suite", choices=sorted(SUITES), default="quick")
     run.add_argument("--optimizers", help="comma-separated names (default: the tier's)")
     run.add_argument("--problems", help="comma-separated names (default: the tier's)")
-    run.add_argument("--seeds", type=_positive, help="number of seeds (0..N-1)")
+    run.add_argument("--seeds", type=_positive, help="number of seeds (first-seed .. first-seed + N - 1)")
+    run.add_argument("--first-seed", type=int, default=0,
+                     help="first seed (default 0): more seeds of an earlier run, to `merge` with it")
     run.add_argument("--budget", type=_positive, help="evaluations per run (all problems)")
     run.add_argument("--out", help="output directory (default bench-results/<suite>-<time>)")
     run.add_argument("--no-cost", action="store_true", help="skip the suggestion-cost measurement")
@@ -114,9 +122,39 @@ def build_parser() -> argparse.ArgumentParser:
     pbt.add_argument("--render", metavar="RESULTS_JSON", help="re-render the Markdown of a results.json")
     pbt.add_argument("--out")
 
+    scl = sub.add_parser("scale", help="N trivial trials: our full stack (MLflow server, snapshots) vs Tune "
+                                       "alone at its fastest, alternating; or --nodes M: a simulated cluster")
+    scl.add_argument("--trials", type=_positive, default=200)
+    scl.add_argument("--results", type=_positive, default=10, help="results per trial")
+    scl.add_argument("--sleep", type=float, default=0.1, help="seconds of sleep before each result")
+    scl.add_argument("--concurrency", type=_positive, default=8, help="K: trials at once, on K logical CPUs")
+    scl.add_argument("--search", default="tpe")
+    scl.add_argument("--scheduler", choices=("fifo", "asha"), default="fifo")
+    scl.add_argument("--repeats", type=_positive, default=1, help="bare/ours pairs, alternating")
+    scl.add_argument("--setups", default="bare,ours", help="comma-separated: bare, ours")
+    scl.add_argument("--seed", type=int, default=0)
+    scl.add_argument("--no-resume", action="store_true", help="skip the resume of the finished experiment")
+    scl.add_argument("--no-count", action="store_true", help="skip counting the points in MLflow")
+    scl.add_argument("--workdir", help="keep experiments and the MLflow store here (default: a temporary folder)")
+    scl.add_argument("--cprofile", help="cProfile the driver during our run(s) into this file")
+    scl.add_argument("--nodes", type=_positive, help="M >= 2: a simulated M-node cluster with fake GPUs "
+                                                    "instead (ours only, one GPU per trial, checkpoints)")
+    scl.add_argument("--gpus-per-node", type=_positive, default=2)
+    scl.add_argument("--remove-node-at", type=float, help="with --nodes: remove a worker node once this "
+                                                          "fraction of the trials ended")
+    scl.add_argument("--out", help="output directory (default benchmarks/results/scale-<date>)")
+
     sub.add_parser("list", help="problems and optimisers, with availability and versions")
     rep = sub.add_parser("report", help="re-render the Markdown of a results.json")
     rep.add_argument("results")
+
+    cmp = sub.add_parser("compare", help="side-by-side tables of chosen optimiser pairs from result sets "
+                                         "(medians, Wilcoxon verdicts, seed w/t/l, CPU per suggestion)")
+    cmp.add_argument("results", nargs="+", help="results.json(.gz); TAG=PATH names that set's optimisers "
+                                                "<name>@TAG (before/after comparisons)")
+    cmp.add_argument("--pairs", required=True, help="comma-separated A:B pairs, A judged against B")
+    cmp.add_argument("--optimizers", help="columns of the median table (default: those of the pairs)")
+    cmp.add_argument("--at", choices=report.FRACTION_LABELS, default="100%", help="budget fraction")
 
     mrg = sub.add_parser("merge", help="merge several results.json(.gz) of `run` into one result set")
     mrg.add_argument("--out", required=True, help="output directory (results.json and results.md)")
@@ -154,6 +192,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(report.render(_load(args.results)))
         return 0
 
+    if args.cmd == "compare":
+        parts = []
+        for item in args.results:
+            tag, sep, path = item.partition("=")
+            parts.append(report.relabel(_load(path), tag) if sep and not item.startswith(("/", ".")) else _load(item))
+        pairs = [tuple(p.split(":", 1)) for p in _names(args.pairs) or []]
+        if not pairs or any(len(p) != 2 for p in pairs):
+            print(f"error: --pairs must be A:B[,C:D...], got {args.pairs!r}", file=sys.stderr)
+            return 2
+        try:
+            print(report.compare(report.merge(parts), pairs, _names(args.optimizers), args.at))
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        return 0
+
     if args.cmd == "merge":
         js, md = runner.write_results(report.merge([_load(path) for path in args.results]), args.out)
         print(f"wrote {js} and {md}")
@@ -165,6 +219,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cmd == "pbt":
         return _pbt(args, command)
 
+    if args.cmd == "scale":
+        return _scale(args, command)
+
     try:
         if args.cmd == "run":
             suite = SUITES[args.suite]
@@ -173,6 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 suite, optimizers=_names(args.optimizers), problems=_names(args.problems), seeds=args.seeds,
                 budget=args.budget, cost=not args.no_cost, tune=not args.no_tune,
                 overhead=not args.no_overhead, command=command, in_flight=args.in_flight,
+                first_seed=args.first_seed,
             )
         elif args.cmd == "tune":
             out = args.out or runner.default_out("tune")
@@ -289,6 +347,42 @@ def _pbt(args, command: str) -> int:
     print()
     print(pbt.render(data))
     print(f"\nwrote {js} and {md} ({data['meta']['wall_s']:.0f} s)")
+    return 0
+
+
+def _scale(args, command: str) -> int:
+    from benchmarks import scale
+
+    if args.nodes:
+        if args.nodes < 2:
+            print(f"error: --nodes must be at least 2, got {args.nodes}", file=sys.stderr)
+            return 2
+        data = {"meta": {}, "runs": [], "multinode": scale.run_multinode(
+            command, trials=args.trials, results=args.results, sleep_s=args.sleep, nodes=args.nodes,
+            cpus_per_node=max(1, args.concurrency // args.nodes), gpus_per_node=args.gpus_per_node,
+            remove_node_at=args.remove_node_at, seed=args.seed, workdir=args.workdir)}
+        data["meta"] = data["multinode"]["meta"]
+        out = args.out or scale.default_out() + "-multinode"
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, "results.json"), "w") as f:
+            json.dump(data, f, indent=1, default=str)
+        text = scale.render_multinode(data["multinode"])
+        with open(os.path.join(out, "results.md"), "w") as f:
+            f.write(text + "\n")
+        print(text)
+        return 0 if not data["multinode"]["trials_lost"] and not data["multinode"]["bad_gpu_placements"] else 1
+    setups = tuple(_names(args.setups) or [])
+    if not setups or any(s not in ("bare", "ours") for s in setups):
+        print(f"error: --setups must name bare and/or ours, got {args.setups!r}", file=sys.stderr)
+        return 2
+    data = scale.run_benchmark(command, trials=args.trials, results=args.results, sleep_s=args.sleep,
+                               concurrency=args.concurrency, search=args.search, scheduler=args.scheduler,
+                               repeats=args.repeats, seed=args.seed, setups=setups, resume=not args.no_resume,
+                               count=not args.no_count, workdir=args.workdir, cprofile=args.cprofile)
+    js, md = scale.write(data, args.out or scale.default_out())
+    print()
+    print(scale.render(data))
+    print(f"wrote {js} and {md} ({data['meta']['wall_s']:.0f} s)")
     return 0
 
 

@@ -50,6 +50,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from benchmarks.runner import json_logger_only
+from schedulers import _ray_private
 
 SCHEDULERS = ("ours", "ray", "ours-sync", "ray-sync", "fifo")
 DESCRIPTIONS = {
@@ -206,7 +207,7 @@ def run_one(scheduler: str, seed: int, steps: int = 80, size: int = 4, interval:
         except ValueError:  # no trial was ever added (the run failed at once)
             rec.exploits = 0
     elif scheduler.startswith("ray"):
-        rec.exploits = int(getattr(sched, "_num_perturbations", 0))
+        rec.exploits = _ray_private.ray_pbt_exploits(sched)
     return rec
 
 
@@ -576,7 +577,7 @@ def run_digits_one(scheduler: str, seed: int, epochs: int = 12, size: int = 4, i
         log(f"FAILED digits {scheduler} seed {seed}:\n{traceback.format_exc()}")
     run["events"], run["configs"] = recorder.events, recorder.configs
     if scheduler == "ray":
-        run["exploits"] = int(getattr(sched, "_num_perturbations", 0))
+        run["exploits"] = _ray_private.ray_pbt_exploits(sched)
     elif sched is not None:
         try:
             run["exploits"] = len(sched.lineage())

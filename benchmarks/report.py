@@ -336,3 +336,72 @@ def render(data: Mapping) -> str:
             add(f"- FAILED {r['problem']} / {r['optimizer']} / seed {r['seed']}: {r['error']}")
         add("")
     return "\n".join(out)
+
+
+# ---- side-by-side comparison of chosen pairs (`python -m benchmarks compare`) ------------------
+
+def relabel(data: Mapping, tag: str) -> dict:
+    """A copy of a result set whose optimisers are named ``<name>@<tag>`` (to compare a
+    searcher before and after a change: ``compare before=old.json.gz now=new.json.gz``)."""
+    out = json.loads(json.dumps(data))
+    rename = {o: f"{o}@{tag}" for o in out["meta"].get("optimizers", [])}
+    out["meta"]["optimizers"] = [rename[o] for o in out["meta"].get("optimizers", [])]
+    for key in ("kinds", "descriptions"):
+        out["meta"][key] = {rename.get(k, f"{k}@{tag}"): v for k, v in out["meta"].get(key, {}).items()}
+    for key in ("runs", "cost", "tune"):
+        for rec in out.get(key) or []:
+            if "optimizer" in rec:
+                rec["optimizer"] = rename.get(rec["optimizer"], f"{rec['optimizer']}@{tag}")
+    return out
+
+
+def compare(data: Mapping, pairs: Sequence[tuple[str, str]], optimizers: Sequence[str] | None = None,
+            at: str = "100%") -> str:
+    """Markdown: median regret per problem of ``optimizers`` (best in bold), normalised regret
+    and CPU per suggestion, then for each pair ``(a, b)`` the per-problem ratio of medians,
+    the Wilcoxon verdict with its p, seed wins/ties/losses, and the totals (verdicts, and
+    medians lower/level/higher). Seeds are paired where both ran them."""
+    if at not in FRACTION_LABELS:
+        raise ValueError(f"compare: 'at' must be one of {FRACTION_LABELS}, got {at!r}")
+    s = summary(data)
+    names = list(optimizers) if optimizers else list(dict.fromkeys(o for pair in pairs for o in pair))
+    missing = [o for o in names if o not in s["optimizers"]]
+    if missing:
+        raise ValueError(f"compare: optimiser(s) {missing} are not in the results; they hold {s['optimizers']}")
+    tol = {p: float(data["problems"][p]["tol"]) for p in data["problems"]}
+    lines = [f"Median regret at {at} of the budget over the seeds every column ran (best per row in bold)", "",
+             "| problem | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for p in s["problems"]:
+        ran = [s["table"][(p, o)][at] for o in names if (p, o) in s["table"] and s["table"][(p, o)][at]]
+        common = set.intersection(*(set(r) for r in ran)) if ran else set()  # seeds every column ran
+        meds = {o: float(np.median([s["table"][(p, o)][at][k] for k in sorted(common)]))
+                for o in names if common and (p, o) in s["table"] and s["table"][(p, o)][at]}
+        best = min(meds.values()) if meds else math.nan
+        cells = [("**" + _fmt(meds[o]) + "**" if meds[o] <= best + tol[p] else _fmt(meds[o])) if o in meds else "n/a"
+                 for o in names]
+        lines.append(f"| {p} | " + " | ".join(cells) + " |")
+    lines += ["", "| optimiser | norm. regret @" + at + " | CPU s/ask median | p95 |", "|---|---|---|---|"]
+    for o in names:
+        med, p95, _ = s["cpu"].get(o, (math.nan, math.nan, 0))
+        lines.append(f"| {o} | {_fmt(s['norm'].get(o, {}).get(at, math.nan))} | {med:.3g} | {p95:.3g} |")
+    for a, b in pairs:
+        lines += ["", f"{a} vs {b}", "", "| problem | ratio of medians | verdict (p) | seeds w/t/l |", "|---|---|---|---|"]
+        tot_v, tot_m, tot_s = [0, 0, 0], [0, 0, 0], [0, 0, 0]
+        for p in s["problems"]:
+            if (p, a) not in s["table"] or (p, b) not in s["table"]:
+                continue
+            ra, rb = s["table"][(p, a)][at], s["table"][(p, b)][at]
+            common = sorted(set(ra) & set(rb))
+            if not common:
+                continue
+            ma, mb = (float(np.median([r[k] for k in common])) for r in (ra, rb))
+            v, pv = verdict(ra, rb, tol[p])
+            w, t, l = paired_outcomes(ra, rb, tol[p])
+            tot_v[("win", "tie", "loss").index(v)] += 1
+            tot_m[1 if abs(ma - mb) <= tol[p] else (0 if ma < mb else 2)] += 1
+            tot_s = [tot_s[0] + w, tot_s[1] + t, tot_s[2] + l]
+            ratio = max(ma, tol[p]) / max(mb, tol[p])
+            lines.append(f"| {p} | {ratio:.2f} | {v} ({pv:.2g}) | {w}/{t}/{l} |")
+        lines.append(f"| **total** | medians lower/level/higher {tot_m[0]}/{tot_m[1]}/{tot_m[2]} | "
+                     f"**{tot_v[0]}/{tot_v[1]}/{tot_v[2]}** | {tot_s[0]}/{tot_s[1]}/{tot_s[2]} |")
+    return "\n".join(lines)

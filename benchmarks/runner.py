@@ -149,9 +149,10 @@ def _single_thread_torch() -> None:
 def run_suite(suite: Suite, optimizers: Sequence[str] | None = None, problems: Sequence[str] | None = None,
               seeds: int | None = None, budget: int | None = None, cost: bool = True,
               tune: bool = True, overhead: bool = True, command: str = "",
-              log: Callable[[str], None] = print, in_flight: int = 1) -> dict:
+              log: Callable[[str], None] = print, in_flight: int = 1, first_seed: int = 0) -> dict:
     """Run a tier (with command-line overrides) and return its result set. ``in_flight`` > 1:
-    the harness keeps that many trials running (see :func:`benchmarks.harness.run_one`)."""
+    the harness keeps that many trials running (see :func:`benchmarks.harness.run_one`). Seeds
+    ``first_seed .. first_seed + seeds - 1`` (a later part of a run, to ``merge`` with the first)."""
     _single_thread_torch()
     t0 = time.perf_counter()
     specs = select_optimizers(optimizers or suite.optimizers, suite.cheap_only and not optimizers, log)
@@ -161,9 +162,10 @@ def run_suite(suite: Suite, optimizers: Sequence[str] | None = None, problems: S
     title = f"{suite.name} tier" + (f", {in_flight} trials in flight" if in_flight > 1 else "")
     data = new_result_set(command, title, n_seeds, budgets, specs, probs)
     data["meta"]["in_flight"] = in_flight
+    data["meta"]["first_seed"] = first_seed
 
     only = {} if optimizers else suite.only  # naming optimisers explicitly lifts the tier's limits
-    records, skips = harness.run_grid(probs, specs, list(range(n_seeds)), budgets, log=log, only=only,
+    records, skips = harness.run_grid(probs, specs, list(range(first_seed, first_seed + n_seeds)), budgets, log=log, only=only,
                                       in_flight=in_flight)
     data["runs"] = [r.to_json() for r in records]
     data["skips"] = [asdict(s) for s in skips]

@@ -9,6 +9,8 @@ returns a :class:`TuningResult`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import difflib
 import inspect
 import logging
 import math
@@ -17,18 +19,26 @@ import re
 import signal
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator import cluster, registry, state_seal
-from orchestrator.components import build_scheduler, build_searcher  # noqa: F401 - built in one place
+from orchestrator import _ray_private, cluster, console, pareto_records, state_seal
+from orchestrator.components import build_scheduler, build_searcher
+from orchestrator.errors import SpecError
+from orchestrator.export import export_parquet, write_outcomes
 from orchestrator.faults import HangWatchdog, explain_error, repair_experiment_state
-from orchestrator.redaction import trial_dirname, trial_name
-from orchestrator.spec import ExperimentSpec, SpecError
+from orchestrator.held_out import evaluate as evaluate_held_out
+from orchestrator.outcome import FAILED, FINISHED, STOP_REASON_KEY, nonfinite_failure, stop_reason_of
+from orchestrator.reconcile import make_reconciler
+from orchestrator.redaction import redact_config, trial_dirname, trial_name
+from orchestrator.spec import REQUIRED_FIELD_HINTS, ExperimentSpec
+from orchestrator.spec_file import load_spec, save_spec
+from orchestrator.tracking import MLflowTracking, artifact_log, default_tracking_uri
+from orchestrator.tracking.lineage import lineage_of
 from orchestrator.tracking.preflight import check_reachable as check_tracking_reachable
-from search_algs.base import SpaceSearcher
-from search_algs.converters import to_ray_param_space
-from search_algs.errors import SpaceError, TuneorchError
+from schedulers._ray_private import exact_resume_hooks, keep_local_result_files
+from search_algs.errors import TuneorchError
 from search_algs.result_cache import ResultCache
 
 logger = logging.getLogger(__name__)
@@ -52,6 +62,17 @@ class TuningResult:
             best observed trial); ``None`` otherwise.
         held_out: with ``held_out_seeds``, the best config re-trained on those seeds
             (:class:`orchestrator.held_out.HeldOutResult`: per seed, mean, std, tuning value).
+        pareto_front: with several objectives or constraints, the non-dominated feasible trials
+            (pandas DataFrame: ``trial_id``, one column per objective, ``config/...``), sorted by
+            the first objective; ``trials`` then has ``pareto_rank`` and ``feasible`` columns.
+            ``best_config`` is the front's knee point (closest to the ideal point once each
+            objective is scaled to the front's range), or with ``select: {metric, mode}`` the
+            front trial best by that objective; ``best_metric`` is then ``{objective: value}``.
+        hypervolume, reference_point: the front's hypervolume against ``reference_point`` (the
+            spec's, else the worst value per objective plus 10% of its range), in the users'
+            units (see :mod:`orchestrator.pareto_records`).
+        registered_model: with ``register_model``, where the best trial's model went:
+            ``{"name", "version", "alias", "error"}`` (version and alias None when it failed).
     """
 
     best_config: dict | None
@@ -71,25 +92,29 @@ class TuningResult:
     recommended_config: dict | None = None
     cache_hits: list = field(default_factory=list)
     interrupted: bool = False  # stopped before its end (Ctrl-C, time budget): resume continues it
+    pareto_front: Any = None
+    hypervolume: float | None = None
+    reference_point: list | None = None
+    registered_model: dict | None = None
 
     def export_parquet(self, out: str | None = None) -> dict[str, str]:
         """Write trials/metrics/param_history Parquet tables (see :mod:`orchestrator.export`)."""
-        from orchestrator.export import export_parquet
-
         return export_parquet(self.experiment_path, out)
 
     def summary(self, width: int | None = None) -> str:
         """A human-readable table of the outcome (values under secret-looking keys as ``***``),
         ``width`` columns at most (default: the terminal's, 80 when not a terminal): config
         values are abbreviated, sentences, paths and commands continue on the next lines."""
-        from orchestrator.console import shorter_path, shorter_uri, table
-        from orchestrator.redaction import redact_config
-
-        rows = [
-            ("best metric", f"{self.metric} = {self.best_metric:.6g}" if self.best_metric is not None
-             else f"none: {self.note or 'no trial reported it'}"),
-            ("best trial", self.best_trial_id or "none"),
-        ]
+        if isinstance(self.metric, (list, tuple)) or self.pareto_front is not None:
+            chosen = ", ".join(f"{k} = {v:.6g}" for k, v in self.best_metric.items()) \
+                if isinstance(self.best_metric, dict) else f"none: {self.note or 'no feasible trial'}"
+            rows = [("best (pareto)", chosen), ("best trial", self.best_trial_id or "none")]
+        else:
+            rows = [
+                ("best metric", f"{self.metric} = {self.best_metric:.6g}" if self.best_metric is not None
+                 else f"none: {self.note or 'no trial reported it'}"),
+                ("best trial", self.best_trial_id or "none"),
+            ]
         for key, value in sorted(_flatten(redact_config(self.best_config or {})).items()):
             rows.append((f"  {key}", _short(value), "cut"))
         if self.recommended_config is not None and self.recommended_config != self.best_config:
@@ -99,16 +124,20 @@ class TuningResult:
         if self.held_out is not None:
             rows.extend(self.held_out.summary_rows())
         rows.append(("trials", _trial_counts(self.trials)))
+        if self.pareto_front is not None:
+            objectives = list(self.metric) if isinstance(self.metric, (list, tuple)) else [self.metric]
+            rows.extend(pareto_records.summary_rows(self.pareto_front, self.hypervolume,
+                                                    self.reference_point, objectives))
         if self.cache_hits:
             rows.append(("cached", f"{len(self.cache_hits)} proposals equal to a trained config: "
                                    f"its result was reused, not retrained"))
         for trial_id, message in sorted(self.errors.items()):
             rows.append((f"  error {trial_id}", message.strip().splitlines()[-1][:200] if message else "?"))
-        experiment = shorter_path(self.experiment_path)
+        experiment = console.shorter_path(self.experiment_path)
         rows.append(("experiment", experiment))
         rows.append(("resume with", f"tuneorch resume {experiment}"))
         if self.tracking_uri:
-            rows.append(("mlflow records", shorter_uri(self.tracking_uri)))
+            rows.append(("mlflow records", console.shorter_uri(self.tracking_uri)))
             if self.mlflow_run_id:
                 rows.append(("mlflow parent run", self.mlflow_run_id))
             url = mlflow_run_url(self.tracking_uri, self.mlflow_experiment_id, self.mlflow_run_id)
@@ -117,7 +146,11 @@ class TuningResult:
             else:
                 rows.append(("open the UI", ui_command(self.tracking_uri)))
                 rows.append(("then browse", url or UI_ADDRESS))
-        return table(rows, width)
+            if self.registered_model:
+                ui_base = (self.tracking_uri if self.tracking_uri.startswith(("http://", "https://"))
+                           else UI_ADDRESS)
+                rows.extend(console.registered_model_rows(ui_base=ui_base, **self.registered_model))
+        return console.table(rows, width)
 
 
 #: Where ``tuneorch ui`` serves by default.
@@ -130,15 +163,14 @@ def mlflow_run_url(tracking_uri: str, experiment_id: str | None, run_id: str | N
     if not experiment_id or not run_id:
         return None
     base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else UI_ADDRESS
-    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+    # MLflow 3's UI shows its GenAI view of a run unless the page asks for the training one.
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
 
 
 def ui_command(tracking_uri: str) -> str:
     if tracking_uri.startswith(("http://", "https://")):
         return f"browse {tracking_uri}"
-    from orchestrator.console import shorter_uri
-
-    return f"tuneorch ui --tracking-uri {shorter_uri(tracking_uri)}"
+    return f"tuneorch ui --tracking-uri {console.shorter_uri(tracking_uri)}"
 
 
 def _trial_counts(trials: Any) -> str:
@@ -147,10 +179,6 @@ def _trial_counts(trials: Any) -> str:
     to their end."""
     if trials is None or not len(trials):
         return "none"
-    from collections import Counter
-
-    from orchestrator.outcome import FINISHED
-
     reasons = trials["stop_reason"] if "stop_reason" in trials else [None] * len(trials)
     statuses: Counter = Counter()
     early: Counter = Counter()
@@ -178,39 +206,10 @@ def _rung_order(reason: str) -> tuple:
         return (1, 0.0, reason)
 
 
-def tune(
-    trainable: Any,
-    space: Any,
-    *,
-    metric: str,
-    mode: str,
-    search: Any = "random",
-    scheduler: Any = "fifo",
-    num_samples: int = 10,
-    max_concurrent: int | None = None,
-    resources: dict | None = None,
-    seed: int | None = 0,
-    tracking_uri: str | None = None,
-    storage_path: str = "./runs",
-    address: str | None = None,
-    name: str = "tune",
-    search_options: dict | None = None,
-    scheduler_options: dict | None = None,
-    max_failures: int = 0,
-    stop: dict | None = None,
-    time_budget_s: float | None = None,
-    points_to_evaluate: list | None = None,
-    register_model: str | None = None,
-    held_out_seeds: list | None = None,
-    seed_key: str = "seed",
-    verbose: int = 1,
-    callbacks: list | None = None,
-    report_timeout_s: float | None = None,
-    cache_results: bool | None = None,
-    keep_checkpoints: int | None = 3,
-    secrets: list | None = None,
-) -> TuningResult:
-    """Tune ``trainable`` over ``space``; see :class:`ExperimentSpec` for every argument.
+def tune(trainable: Any, space: Any, *, verbose: int = 1, callbacks: list | None = None,
+         **fields: Any) -> TuningResult:
+    """Tune ``trainable`` over ``space``; every other keyword is a field of :class:`ExperimentSpec`
+    (``metric`` and ``mode`` are required), with the field's default when left out.
 
     ``search`` and ``scheduler`` are registry names (``orchestrator.registry``) or objects:
     this project's searchers and schedulers, or any Ray Tune ``Searcher``/``TrialScheduler``.
@@ -218,33 +217,66 @@ def tune(
     ``tracking_uri=None`` records into ``sqlite:///<storage_path>/mlflow.db``; ``""`` turns
     MLflow off. ``register_model="name"`` registers the best trial's model in MLflow (alias
     ``champion``); the trainable's module must define ``load_model(checkpoint_dir, config)``
-    (see :mod:`orchestrator.tracking.artifacts`). ``callbacks`` are extra Ray Tune callbacks
-    (they run on the driver, next to the MLflow tracker). ``held_out_seeds=[101, 102]``
+    (see :mod:`orchestrator.tracking.model_registry`). ``held_out_seeds=[101, 102]``
     re-trains the best config (PBT: its config schedule) on each of those seeds, set at
     ``seed_key`` in the config, and reports both numbers (``TuningResult.held_out``).
     ``secrets=["API_KEY"]`` names environment variables of the driver that reach the trainable
-    as environment variables, never through the config. Every argument is checked before Ray
-    starts (:meth:`ExperimentSpec.validate`, inside :func:`run`); a bad one raises a
+    as environment variables, never through the config. ``None`` for ``search_options``,
+    ``scheduler_options`` or ``resources`` means the field's default.
+
+    Not spec fields: ``verbose`` (0 quiet, 1 our console, 2 and up Ray's own output too) and
+    ``callbacks``, extra Ray Tune callbacks (they run on the driver, next to the MLflow tracker).
+
+    Every argument is checked before Ray starts (:meth:`ExperimentSpec.validate`, inside
+    :func:`run`); an unknown keyword or a bad value raises a
     :class:`~search_algs.errors.TuneorchError` (mostly its subclass ``SpecError``).
     """
-    spec = ExperimentSpec(
-        trainable=trainable, space=space, metric=metric, mode=mode, name=name, search=search,
-        # As given (validation refuses a non-mapping with a message; dict() here would raise a
-        # bare TypeError); None means no options.
-        search_options=search_options if search_options is not None else {}, scheduler=scheduler,
-        scheduler_options=scheduler_options if scheduler_options is not None else {}, num_samples=num_samples,
-        max_concurrent=max_concurrent, resources=resources if resources is not None else {"cpu": 1, "gpu": 0},
-        seed=seed, tracking_uri=tracking_uri, storage_path=storage_path, address=address,
-        max_failures=max_failures, stop=stop, time_budget_s=time_budget_s,
-        points_to_evaluate=points_to_evaluate, register_model=register_model,
-        held_out_seeds=held_out_seeds, seed_key=seed_key,
-        report_timeout_s=report_timeout_s, cache_results=cache_results,
-        keep_checkpoints=keep_checkpoints, secrets=secrets,
-    )
-    return run(spec, verbose=verbose, callbacks=callbacks)  # run validates, as for every entry point
+    return run(spec_of_arguments(trainable=trainable, space=space, **fields), verbose=verbose,
+               callbacks=callbacks)  # run validates, as for every entry point
 
 
-# build_searcher / build_scheduler live in orchestrator/components.py: validate builds them too.
+#: tune()'s keywords besides the spec's fields.
+RUN_KEYWORDS = ("verbose", "callbacks")
+SPEC_FIELDS = {f.name: f for f in dataclasses.fields(ExperimentSpec)}
+
+
+def spec_of_arguments(**arguments: Any) -> ExperimentSpec:
+    """The (not yet validated) :class:`ExperimentSpec` of :func:`tune`'s keyword arguments: an
+    unknown keyword or a missing required field is a :class:`SpecError` naming it."""
+    for name in arguments:
+        if name not in SPEC_FIELDS:
+            near = difflib.get_close_matches(name, list(SPEC_FIELDS) + list(RUN_KEYWORDS), n=3, cutoff=0.6)
+            hint = f"did you mean {' or '.join(map(repr, near))}? " if near else ""
+            raise SpecError(f"tune(): unknown keyword argument {name!r}; {hint}tune() takes the fields of "
+                            f"ExperimentSpec {sorted(SPEC_FIELDS)} and {list(RUN_KEYWORDS)}")
+    for name in ("metric", "mode"):
+        if name not in arguments:
+            raise SpecError(f"tune(): {name} is required; {REQUIRED_FIELD_HINTS[name]}")
+    # None means the field's default for the mapping fields, as tune() always accepted it.
+    given = {name: value for name, value in arguments.items()
+             if value is not None or SPEC_FIELDS[name].default_factory is dataclasses.MISSING}
+    return ExperimentSpec(**given)
+
+
+def _signature_of_tune() -> inspect.Signature:
+    """tune()'s signature as help() and editors show it: the spec's fields with their defaults."""
+    empty = inspect.Parameter.empty
+    params = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in ("trainable", "space")]
+    for name, f in SPEC_FIELDS.items():
+        if name in ("trainable", "space"):
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else (
+            None if f.default_factory is not dataclasses.MISSING else empty)
+        annotation = f.type if f.default_factory is dataclasses.MISSING else f"{f.type} | None"
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                        annotation=annotation))
+    params += [inspect.Parameter("verbose", inspect.Parameter.KEYWORD_ONLY, default=1, annotation="int"),
+               inspect.Parameter("callbacks", inspect.Parameter.KEYWORD_ONLY, default=None,
+                                 annotation="list | None")]
+    return inspect.Signature(params, return_annotation="TuningResult")
+
+
+tune.__signature__ = _signature_of_tune()
 
 
 def run(spec: ExperimentSpec, verbose: int = 1, callbacks: list | None = None) -> TuningResult:
@@ -252,13 +284,14 @@ def run(spec: ExperimentSpec, verbose: int = 1, callbacks: list | None = None) -
 
     Every run gets its own experiment directory, ``<storage_path>/<name>-<UTC time>``,
     which holds Tune's state, the checkpoints, the spec and the tracking outbox, and which
-    :func:`resume` takes.
+    :func:`resume` takes. ``spec`` itself is left as it was given.
     """
     from ray import tune as ray_tune
     from ray.tune.search import ConcurrencyLimiter
 
-    from orchestrator import console
-
+    # The run's own copy: validation and the run fill in fields (the space as a Space, the
+    # concurrency, the tracking URI); the caller's spec stays as it was given.
+    spec = dataclasses.replace(spec)
     spec.validate()  # the one pre-flight (validate, run, tune): every check before Ray starts
     trainable = spec.load_trainable()
     storage_path = cluster.storage_uri(spec.storage_path)
@@ -273,10 +306,10 @@ def run(spec: ExperimentSpec, verbose: int = 1, callbacks: list | None = None) -
     cluster.connect(spec.address)
     cluster.check_secrets_reach_workers(getattr(spec, "secrets", None))
     cluster.check_resources(spec.resources)
-    max_concurrent = spec.max_concurrent or cluster.trials_that_fit(spec.resources)
-    spec.max_concurrent = max_concurrent
-    _save_spec(spec, experiment_path)
-    tracker = _make_tracker(spec, storage_path, experiment_path, run_name)
+    max_concurrent = spec.max_concurrent = spec.max_concurrent or cluster.trials_that_fit(spec.resources)
+    save_spec(spec, experiment_path)  # as data, for resume (orchestrator/spec_file.py)
+    spec.tracking_uri = _resolved_tracking_uri(spec, storage_path)  # after saving: resume resolves it again
+    tracker = _make_tracker(spec, experiment_path, run_name)
     watchdog = HangWatchdog(spec.report_timeout_s) if spec.report_timeout_s else None
     cache = ResultCache(searcher, spec.space) if spec.caches_results() else None
 
@@ -284,7 +317,9 @@ def run(spec: ExperimentSpec, verbose: int = 1, callbacks: list | None = None) -
         ray_tune.with_resources(trainable, cluster.placement(spec.resources)),
         param_space=param_space,
         tune_config=ray_tune.TuneConfig(
-            metric=spec.metric, mode=spec.mode,
+            # several objectives or constraints: the searcher and scheduler carry them (Tune's
+            # own metric is one string)
+            metric=None if spec.pareto else spec.metric, mode=None if spec.pareto else spec.mode,
             search_alg=ConcurrencyLimiter(cache or searcher, max_concurrent=max_concurrent),
             scheduler=scheduler, num_samples=spec.num_samples, time_budget_s=spec.time_budget_s,
             # A paused/exploited/promoted trial restarts in a warm actor instead of a new process
@@ -298,7 +333,7 @@ def run(spec: ExperimentSpec, verbose: int = 1, callbacks: list | None = None) -
             name=run_name, storage_path=storage_path, stop=spec.stop,
             # The stop recorder and our console first (orchestrator/console.py): the trackers
             # after them read the stop reasons. Ray's own output only with verbose >= 2.
-            callbacks=console.callbacks_for(verbose, metric=spec.metric, mode=spec.mode,
+            callbacks=console.callbacks_for(verbose, metric=spec.objectives[0], mode=spec.modes[0],
                                             num_samples=spec.num_samples, time_budget_s=spec.time_budget_s,
                                             scheduler=scheduler, stop=spec.stop)
             + _own_callbacks(watchdog, tracker, experiment_path) + list(callbacks or []),
@@ -330,7 +365,7 @@ def resume(experiment_path: str, verbose: int = 1) -> TuningResult:
     from ray import tune as ray_tune
 
     experiment_path = cluster.storage_uri(experiment_path).rstrip("/")
-    spec = _load_spec(experiment_path)
+    spec = load_spec(experiment_path)
     storage_path, run_name = experiment_path.rsplit("/", 1)
     local = experiment_path.removeprefix("file://")
     repair_experiment_state(experiment_path, trusted=lambda staged: state_seal.sealed(staged, local))
@@ -338,7 +373,8 @@ def resume(experiment_path: str, verbose: int = 1) -> TuningResult:
     check_tracking_reachable(spec.tracking_uri)
     cluster.connect(spec.address)
     cluster.check_secrets_reach_workers(getattr(spec, "secrets", None))
-    tracker = _make_tracker(spec, storage_path, experiment_path, run_name)
+    spec.tracking_uri = _resolved_tracking_uri(spec, storage_path)
+    tracker = _make_tracker(spec, experiment_path, run_name)
     # Our searchers take the space themselves (Tune gets an empty param_space); a searcher passed
     # as an object comes back from Tune's own state, param_space included.
     param_space = build_searcher(spec)[1] if isinstance(spec.search, str) else None
@@ -350,26 +386,13 @@ def resume(experiment_path: str, verbose: int = 1) -> TuningResult:
     if "://" not in experiment_path:  # Tune's restore has just rewritten tuner.pkl: seal it again
         state_seal.seal(experiment_path, names=["tuner.pkl"])
     watchdog = HangWatchdog(spec.report_timeout_s) if spec.report_timeout_s else None
-    from orchestrator import console
-
-    _replace_callbacks(tuner, console.callbacks_for_restored(tuner, spec, verbose)
-                       + _own_callbacks(watchdog, tracker, experiment_path))
+    # The restored RunConfig's callbacks would replay a stale state: fresh ones instead.
+    _ray_private.set_callbacks(tuner, console.callbacks_for_restored(tuner, spec, verbose)
+                               + _own_callbacks(watchdog, tracker, experiment_path))
     # Inside Tune's restore: adopt what the trials did after Tune's last snapshot (newer
     # checkpoints, their folders), remove the folders and MLflow runs of trials it lacks.
-    from orchestrator.reconcile import make_reconciler
-
     return _fit(tuner, spec, experiment_path, tracker, watchdog=watchdog,
                 on_restored=make_reconciler(experiment_path, tracker))
-
-
-def _replace_callbacks(tuner: Any, callbacks: list) -> None:
-    """Give a restored Tuner fresh callbacks.
-
-    ``Tuner.restore`` brings back the pickled RunConfig, whose tracker would replay a stale
-    state; Ray has no public way to swap it, so this reaches into the Tuner (one place).
-    """
-    run_config = tuner._local_tuner.get_run_config()
-    run_config.callbacks = callbacks
 
 
 class TrialReportError(TuneorchError, RuntimeError):
@@ -401,14 +424,11 @@ def _explain_tune_error(exc: BaseException, spec: ExperimentSpec) -> BaseExcepti
 def _fit(tuner: Any, spec: ExperimentSpec, experiment_path: str, tracker: Any,
          searcher: Any = None, watchdog: HangWatchdog | None = None,
          on_restored: Any = None) -> TuningResult:
-    from schedulers import _ray_private
-
     try:
         # Tune snapshots whenever the searcher creates trials, so a driver killed at any moment
         # leaves no started trial outside the snapshot (see schedulers/_ray_private.py).
         # Tune's loggers keep a restarted trial's newest result.json (schedulers/_ray_private.py).
-        with _watch_interrupts() as interrupts, _ray_private.exact_resume_hooks(on_restored), \
-                _ray_private.keep_local_result_files():
+        with _watch_interrupts() as interrupts, exact_resume_hooks(on_restored), keep_local_result_files():
             grid = tuner.fit()
     except BaseException as exc:
         if tracker is not None:
@@ -427,24 +447,65 @@ def _fit(tuner: Any, spec: ExperimentSpec, experiment_path: str, tracker: Any,
         except Exception as exc:  # noqa: BLE001 - a recommendation is extra; the result stands
             logger.warning("the searcher could not recommend a config (%s: %s)", type(exc).__name__, exc)
     if tracker is not None:
+        extra = {"cache_hits": len(result.cache_hits)}
+        trial_tags = None
+        if result.pareto_front is not None:
+            extra["hypervolume"] = result.hypervolume
+            trial_tags = _pareto_tags(result.trials)
         tracker.finish(result.best_config, result.best_metric, spec.metric,
                        status="FINISHED" if not result.interrupted else "KILLED",
-                       extra_metrics={"cache_hits": len(result.cache_hits)})
+                       extra_metrics=extra, trial_tags=trial_tags)
+        if result.pareto_front is not None and result.mlflow_run_id:
+            _log_pareto_front(spec.tracking_uri, result.mlflow_run_id, experiment_path, result.pareto_front)
         if result.mlflow_run_id:  # spec, tables, plots, best checkpoint, model: never fails the run
             try:
-                from orchestrator.tracking.artifacts import lineage_of, log_run_artifacts
-
-                log_run_artifacts(spec.tracking_uri, result.mlflow_run_id, experiment_path, result,
-                                  spec=spec, lineage=lineage_of(tuner))
+                report = artifact_log.log_run_artifacts(
+                    spec.tracking_uri, result.mlflow_run_id, experiment_path, result, spec=spec,
+                    lineage=lineage_of(_ray_private.scheduler_of(tuner)))
+                if spec.register_model:
+                    error = next((v for k, v in report.failed.items() if k.startswith("model")), None)
+                    result.registered_model = {
+                        "name": spec.register_model, "version": report.model_version,
+                        "alias": artifact_log.CHAMPION_ALIAS if report.model_version else None,
+                        "error": error}
             except Exception as exc:  # noqa: BLE001
                 logger.warning("MLflow artifacts not uploaded (%s: %s)", type(exc).__name__, exc)
     if getattr(spec, "held_out_seeds", None) and not result.interrupted:
-        from orchestrator.held_out import evaluate as evaluate_held_out
-
-        result.held_out = evaluate_held_out(spec, result, tuner)
+        result.held_out = evaluate_held_out(spec, result, _ray_private.scheduler_of(tuner))
     if result.interrupted:
         print(f"The run stopped before its end; continue it with: tuneorch resume {experiment_path}")
     return result
+
+
+def _pareto_tags(trials: Any) -> dict:
+    """``{trial_id: {tuneorch.pareto_rank, tuneorch.feasible}}`` for the child runs."""
+    out = {}
+    for row in trials.to_dict("records"):
+        try:
+            rank = str(int(row.get("pareto_rank")))
+        except (TypeError, ValueError):  # None / pandas NA: infeasible or failed, no rank
+            rank = "none"
+        out[str(row["trial_id"])] = {"tuneorch.pareto_rank": rank,
+                                     "tuneorch.feasible": str(bool(row.get("feasible"))).lower()}
+    return out
+
+
+def _log_pareto_front(tracking_uri: str, run_id: str, experiment_path: str, front: Any) -> None:
+    """``pareto_front.csv`` beside the experiment and as an artifact of the parent run (never fails
+    the run)."""
+    try:
+        local = experiment_path.removeprefix("file://")
+        if "://" in local:
+            import tempfile
+
+            local = tempfile.mkdtemp(prefix="tuneorch-pareto-")
+        path = os.path.join(local, "pareto_front.csv")
+        front.to_csv(path, index=False)
+        from mlflow import MlflowClient
+
+        MlflowClient(tracking_uri).log_artifact(run_id, path)
+    except Exception as exc:  # noqa: BLE001 - a record is extra; the result stands
+        logger.warning("pareto_front.csv not uploaded to MLflow (%s: %s)", type(exc).__name__, exc)
 
 
 @contextlib.contextmanager
@@ -476,7 +537,7 @@ def _watch_interrupts():
 
 
 def _interrupted(grid: Any) -> bool:
-    trials = getattr(getattr(grid, "_experiment_analysis", None), "trials", None) or []
+    trials = _ray_private.trials_of(grid)
     return any(getattr(t, "status", "TERMINATED") not in ("TERMINATED", "ERROR") for t in trials)
 
 
@@ -484,31 +545,23 @@ def _join(base: str, name: str) -> str:
     return f"{base.rstrip('/')}/{name}" if "://" in base else os.path.join(base, name)
 
 
-def _save_spec(spec: ExperimentSpec, experiment_path: str) -> None:
-    """Keep the spec beside the experiment for resume, as data (orchestrator/spec_file.py)."""
-    from orchestrator.spec_file import save_spec
-
-    save_spec(spec, experiment_path)
-
-
-def _load_spec(experiment_path: str) -> ExperimentSpec:
-    from orchestrator.spec_file import load_spec
-
-    return load_spec(experiment_path)
-
-
-def _make_tracker(spec: ExperimentSpec, storage_path: str, experiment_path: str, run_name: str):
-    if spec.tracking_uri == "":
-        return None
-    from orchestrator.tracking import MLflowTracking, default_tracking_uri
-
-    if "://" in storage_path and not storage_path.startswith("file://") and spec.tracking_uri is None:
+def _resolved_tracking_uri(spec: ExperimentSpec, storage_path: str) -> str:
+    """The MLflow tracking URI the run records into: the spec's, ``""`` for none, or by default
+    the sqlite store beside the runs (:func:`orchestrator.tracking.default_tracking_uri`)."""
+    if spec.tracking_uri is not None:
+        return spec.tracking_uri
+    if "://" in storage_path and not storage_path.startswith("file://"):
         raise SpecError(
             f"tracking_uri: storage_path {spec.storage_path!r} is remote, so no local sqlite store can "
             f"live beside it; set tracking_uri to your MLflow server (or '' to turn tracking off)"
         )
-    uri = spec.tracking_uri or default_tracking_uri(storage_path.removeprefix("file://"))
-    spec.tracking_uri = uri
+    return default_tracking_uri(storage_path.removeprefix("file://"))
+
+
+def _make_tracker(spec: ExperimentSpec, experiment_path: str, run_name: str):
+    """The MLflow tracker of the run, started; ``None`` with tracking off."""
+    if spec.tracking_uri == "":
+        return None
     summary = spec.summary()
     params = {k: v for k, v in summary.items() if k not in ("resources", "search_options", "scheduler_options")}
     params.update({f"resources.{k}": v for k, v in summary["resources"].items() if v not in (None, {})})
@@ -518,7 +571,7 @@ def _make_tracker(spec: ExperimentSpec, storage_path: str, experiment_path: str,
     # The outbox must be a local directory; with remote storage it lives in the home folder.
     outbox_dir = (os.path.join(experiment_path, "mlflow-outbox") if "://" not in experiment_path
                   else os.path.join(os.path.expanduser("~/.tuneorch/outbox"), run_name))
-    tracker = MLflowTracking(uri, spec.name, run_name=run_name, outbox_dir=outbox_dir, params=params, tags=tags)
+    tracker = MLflowTracking(spec.tracking_uri, spec.name, run_name=run_name, outbox_dir=outbox_dir, params=params, tags=tags)
     tracker.start()
     return tracker
 
@@ -533,10 +586,8 @@ def trials_table(grid: Any, metric: str | None = None):
     """
     import pandas as pd
 
-    from orchestrator.outcome import FAILED, FINISHED, STOP_REASON_KEY, nonfinite_failure, stop_reason_of
-
     rows, errors = [], {}
-    trials = getattr(getattr(grid, "_experiment_analysis", None), "trials", None) or [None] * len(grid)
+    trials = _ray_private.trials_of(grid) or [None] * len(grid)
     for trial, result in zip(trials, grid):
         metrics = dict(result.metrics or {})
         trial_id = getattr(trial, "trial_id", None) or metrics.get("trial_id")
@@ -550,7 +601,8 @@ def trials_table(grid: Any, metric: str | None = None):
         if result.error is not None:
             errors[trial_id] = row["error"] = str(result.error)
         elif row["status"] == FINISHED:
-            failure = nonfinite_failure(metrics, metric)
+            failure = next(filter(None, (nonfinite_failure(metrics, m) for m in (
+                metric if isinstance(metric, (list, tuple)) else [metric]))), None)
             if failure:
                 row["status"] = FAILED
                 errors[trial_id] = row["error"] = failure
@@ -563,10 +615,7 @@ def trials_table(grid: Any, metric: str | None = None):
 def _cache_hits(tuner: Any) -> list:
     """The proposals the result cache answered, from the search algorithm Tune ran (after a
     resume that is the restored one, not the object built in :func:`run`)."""
-    try:
-        search_alg = tuner._local_tuner._tune_config.search_alg
-    except AttributeError:
-        return []
+    search_alg = _ray_private.search_alg_of(tuner)
     while search_alg is not None and not isinstance(search_alg, ResultCache):
         search_alg = search_alg.__dict__.get("searcher")
     return list(search_alg.hits) if search_alg is not None else []
@@ -582,12 +631,25 @@ def _collect(grid: Any, spec: ExperimentSpec, experiment_path: str, tracker: Any
             errors[trial_id] = f"{message.rstrip()}\n{reason}"
             frame.loc[frame["trial_id"] == trial_id, "error"] = errors[trial_id]
     try:  # the statuses and errors as decided here, for `tuneorch export` (orchestrator.export)
-        from orchestrator.export import write_outcomes
-
         write_outcomes(experiment_path, spec.metric, frame)
     except Exception as exc:  # noqa: BLE001 - the export then falls back to Tune's statuses
         logger.warning("trial outcomes not written to %s (%s: %s)", experiment_path, type(exc).__name__, exc)
     best_config = best_metric = best_trial = None
+    if spec.pareto:
+        configs = {getattr(t, "trial_id", None) or (r.metrics or {}).get("trial_id"): r.config
+                   for t, r in zip(_ray_private.trials_of(grid) or [None] * len(grid), grid)}
+        outcome = pareto_records.pareto_outcome(frame, configs, spec)
+        try:
+            write_outcomes(experiment_path, spec.metric, frame)
+        except Exception as exc:  # noqa: BLE001
+            logger.warning("trial outcomes not written to %s (%s: %s)", experiment_path, type(exc).__name__, exc)
+        return TuningResult(
+            best_config=outcome.best_config, best_metric=outcome.best_values, best_trial_id=outcome.best_trial_id,
+            metric=spec.metric, mode=spec.mode, trials=frame, experiment_path=experiment_path,
+            tracking_uri=spec.tracking_uri or None, mlflow_run_id=getattr(tracker, "parent_run_id", None),
+            mlflow_experiment_id=getattr(tracker, "experiment_id", None), errors=errors, result_grid=grid,
+            note=None if outcome.best_config is not None else "no feasible trial reported every objective",
+            pareto_front=outcome.front, hypervolume=outcome.hypervolume, reference_point=outcome.reference_point)
     try:
         best = grid.get_best_result(metric=spec.metric, mode=spec.mode, scope="last",
                                     filter_nan_and_inf=True)

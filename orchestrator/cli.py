@@ -14,7 +14,8 @@ import glob
 import os
 import sys
 
-from orchestrator.spec import ExperimentSpec, SpecError
+from orchestrator.errors import SpecError
+from orchestrator.spec import ExperimentSpec
 from search_algs.errors import TuneorchError
 
 # Every error tuneorch raises for the user's input or situation is a TuneorchError (spec, space,
@@ -101,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
             command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", args.tracking_uri,
                        "--host", args.host, "--port", str(args.port)]
             print(" ".join(command[1:]), flush=True)
+            # One worker and no job runner: a UI for one user; the defaults' extra worker
+            # processes kept dying on a loaded 2-core machine.
+            os.environ.setdefault("MLFLOW_WORKERS", "1")
+            os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
             address = f"http://{args.host}:{args.port}"
             # MLflow 3's UI opens in its GenAI view unless told otherwise (orchestrator/tracking:
             # our experiments are tagged as model training; this parameter covers UIs that ignore it).

@@ -14,7 +14,8 @@ import math
 import os
 from typing import Any
 
-from orchestrator.spec import SpecError
+from orchestrator import _ray_private
+from orchestrator.errors import SpecError
 
 logger = logging.getLogger(__name__)
 
@@ -167,23 +168,9 @@ def _node_types_from_env(raw: str) -> list[dict]:
 
 
 def _node_types_from_gcs() -> list[dict]:
-    try:
-        import ray
-
-        if not ray.is_initialized():
-            return []
-        config = ray._private.state.state.get_cluster_config()
-    except Exception:  # noqa: BLE001 - private API: absent or changed means "unknown"
-        return []
-    if config is None:
-        return []
-    out = []
-    for group in config.node_group_configs:
-        if group.max_count == 0:
-            continue
-        out.append({"name": group.name or "?", "resources": {k: float(v) for k, v in group.resources.items()},
-                    "max_workers": 10**6 if group.max_count < 0 else int(group.max_count)})
-    return out
+    return [{"name": group["name"] or "?", "resources": group["resources"],
+             "max_workers": 10**6 if group["max_count"] < 0 else group["max_count"]}  # -1: unbounded
+            for group in _ray_private.autoscaler_node_groups() if group["max_count"] != 0]
 
 
 def _load_yaml(path: str) -> dict:

@@ -7,6 +7,10 @@ run builds: an option a searcher or scheduler refuses is a :class:`SpecError` na
 ``search_options`` / ``scheduler_options``, the option, the value received and the fix, before
 Ray starts. Building them imports Ray's modules but starts nothing and writes no file (validate
 gives the scheduler no ``state_path``).
+
+``spec`` below is an :class:`~orchestrator.spec.ExperimentSpec`; this module reads its fields but
+does not import it: ``ExperimentSpec.validate`` builds the components here, so the import goes
+one way (spec -> components).
 """
 
 from __future__ import annotations
@@ -17,24 +21,30 @@ import re
 from typing import Any
 
 from orchestrator import registry
-from orchestrator.spec import ExperimentSpec, SpecError, _show
-from search_algs.errors import SpaceError
+from orchestrator.errors import SpecError
+from search_algs.errors import SpaceError, describe_value
 
 # Arguments the orchestrator fills in itself; an option of the same name would clash.
 _SEARCHER_ARGS = ("space", "metric", "mode", "seed", "points_to_evaluate")
 _SCHEDULER_ARGS = ("state_path",)
+# Several objectives or constraints (ExperimentSpec.pareto): the searchers and schedulers that
+# rank trials by Pareto dominance and feasibility. "tpe" and "random" build
+# search_algs.multi_objective.MultiObjectiveSearch (MOTPE / random draws); "asha" ranks a rung by
+# non-dominated rank. gp-ei, kg, pbt and hyperband are refused by ExperimentSpec.validate.
+PARETO_SEARCHERS = ("random", "tpe")
+PARETO_SCHEDULERS = ("fifo", "asha")
 # Names other libraries give our options (Optuna, hyperopt); Ray's scheduler names are accepted as they are.
 _ALIASES = {"n_startup_trials": "n_startup",
             "n_initial_points": "n_startup", "n_startup_jobs": "n_startup"}
 
 
-def check_components(spec: ExperimentSpec) -> None:
+def check_components(spec: Any) -> None:
     """Build the searcher and the scheduler of ``spec`` and throw them away: the pre-flight."""
     build_searcher(spec)
     build_scheduler(spec, None)
 
 
-def build_searcher(spec: ExperimentSpec) -> tuple[Any, dict]:
+def build_searcher(spec: Any) -> tuple[Any, dict]:
     """The searcher for ``spec`` and the ``param_space`` to give Tune alongside it.
 
     Our searchers receive the space directly (conditional spaces included) and Tune gets an
@@ -49,6 +59,8 @@ def build_searcher(spec: ExperimentSpec) -> tuple[Any, dict]:
     if isinstance(search, str):
         cls = registry.searcher_class(search)
         options = dict(spec.search_options)
+        if getattr(spec, "pareto", False) and search in PARETO_SEARCHERS:
+            return _pareto_searcher(spec, options), {}
         _refuse_reserved("search_options", options, _SEARCHER_ARGS, "the orchestrator sets it from the spec's "
                          "field of the same name")
         try:
@@ -59,6 +71,8 @@ def build_searcher(spec: ExperimentSpec) -> tuple[Any, dict]:
         return searcher, {}
     _refuse_options_with_object("search", search, spec.search_options)
     if isinstance(search, SpaceSearcher):
+        if getattr(spec, "pareto", False) and search.metric is None:
+            search._metric, search._mode = spec.objectives, spec.modes
         if search.space is None:
             search.space = spec.space
         if search.metric is None:
@@ -75,7 +89,22 @@ def build_searcher(spec: ExperimentSpec) -> tuple[Any, dict]:
     )
 
 
-def build_scheduler(spec: ExperimentSpec, experiment_path: str | None = None) -> Any:
+def _pareto_searcher(spec: Any, options: dict) -> Any:
+    """``search: tpe|random`` with several objectives or constraints: the multi-objective searcher."""
+    from search_algs.multi_objective import MultiObjectiveSearch
+
+    _refuse_reserved("search_options", options, _SEARCHER_ARGS + ("constraints", "algorithm"),
+                     "the orchestrator sets it from the spec's fields")
+    try:
+        return MultiObjectiveSearch(space=spec.space, metric=spec.objectives, mode=spec.modes, seed=spec.seed,
+                                    points_to_evaluate=spec.points_to_evaluate,
+                                    constraints=spec.parsed_constraints(), algorithm=spec.search, **options)
+    except (TypeError, ValueError) as exc:
+        raise _option_error("search", spec.search, registry.searcher_class(spec.search), options, exc,
+                            _SEARCHER_ARGS) from None
+
+
+def build_scheduler(spec: Any, experiment_path: str | None = None) -> Any:
     """The scheduler for ``spec``. Ours keep their state in ``<experiment_path>/<name>-state.json``
     (Tune never saves a scheduler's state); ``experiment_path=None`` (validation) gives them none."""
     from ray.tune.schedulers import FIFOScheduler, TrialScheduler
@@ -91,7 +120,7 @@ def build_scheduler(spec: ExperimentSpec, experiment_path: str | None = None) ->
             if options:
                 raise SpecError(
                     f"scheduler_options: scheduler {scheduler!r} (Tune's FIFO) takes no options, got "
-                    f"{_show(options)}; drop them (--set scheduler_options={{}}) or choose a scheduler that "
+                    f"{describe_value(options)}; drop them (--set scheduler_options={{}}) or choose a scheduler that "
                     f"takes them, e.g. scheduler: {{name: asha, max_t: 10}}"
                 )
             return FIFOScheduler()
@@ -114,12 +143,17 @@ def build_scheduler(spec: ExperimentSpec, experiment_path: str | None = None) ->
                 if "space" in configurable:  # options naming parameters (PBT's mutable) are checked now
                     given["space"] = spec.space
                 built.configure(**given)
+            if getattr(spec, "pareto", False) and hasattr(built, "configure_objectives"):
+                built.configure_objectives(spec.objectives, spec.modes, spec.parsed_constraints())
             return built
         except (TypeError, ValueError) as exc:
             given_options = {k: v for k, v in options.items() if k in spec.scheduler_options}
             raise _option_error("scheduler", scheduler, cls, given_options, exc, ("space", "seed")) from None
     _refuse_options_with_object("scheduler", scheduler, spec.scheduler_options)
     if isinstance(scheduler, TrialScheduler):
+        if getattr(spec, "pareto", False) and hasattr(scheduler, "configure_objectives") \
+                and scheduler.metric is None:
+            scheduler.configure_objectives(spec.objectives, spec.modes, spec.parsed_constraints())
         return scheduler
     raise SpecError(
         f"scheduler: expected a registry name {sorted(registry.SCHEDULERS)} or a TrialScheduler, "
@@ -142,20 +176,20 @@ def _option_error(kind: str, name: str, cls: type, options: dict, exc: Exception
         other = _owners(kind, option, name)
         noun = "searcher" if kind == "search" else "scheduler"
         where = (f"; {option!r} is an option of {', '.join(other)}: to keep options with their {noun}, write "
-                 f"{kind}: {{name: {other[0]}, {option}: {_show(options.get(option))}}} (overriding {kind} "
+                 f"{kind}: {{name: {other[0]}, {option}: {describe_value(options.get(option))}}} (overriding {kind} "
                  f"then drops them)") if other and not near else ""
         takes = f"its options are {accepted}" if accepted else f"{cls.__name__} takes no options"
         return SpecError(
             f"{field}.{option}: {cls.__name__} ({kind} {name!r}) takes no option {option!r}, got "
-            f"{option}={_show(options.get(option))}; "
+            f"{option}={describe_value(options.get(option))}; "
             + (f"did you mean {near!r}? otherwise " if near else "")
             + f"drop it (--set {field}={{}}); {takes}{where}; {doc}"
         )
     option = next((k for k in options if re.search(rf"\b{re.escape(k)}\b", text)), None)
     if option is not None:
         return SpecError(f"{field}.{option}: {cls.__name__} ({kind} {name!r}) refused {option}="
-                         f"{_show(options[option])}: {text}; {doc}")
-    return SpecError(f"{field}: {cls.__name__} ({kind} {name!r}) refused the options {_show(options)}: "
+                         f"{describe_value(options[option])}: {text}; {doc}")
+    return SpecError(f"{field}: {cls.__name__} ({kind} {name!r}) refused the options {describe_value(options)}: "
                      f"{text}; {doc}")
 
 
@@ -194,7 +228,7 @@ def _near(option: str, accepted: list[str]) -> str | None:
 def _refuse_reserved(field: str, options: dict, reserved: tuple[str, ...], why: str) -> None:
     for key in reserved:
         if key in options:
-            raise SpecError(f"{field}.{key}: cannot be set here ({why}), got {key}={_show(options[key])}; "
+            raise SpecError(f"{field}.{key}: cannot be set here ({why}), got {key}={describe_value(options[key])}; "
                             f"drop it from {field}")
 
 
@@ -203,6 +237,6 @@ def _refuse_options_with_object(kind: str, obj: Any, options: dict) -> None:
     if options:
         what = "None (FIFO)" if obj is None else f"a {type(obj).__name__} object"
         raise SpecError(
-            f"{kind}_options: {kind} is {what}, which is built already, so the options {_show(dict(options))} "
+            f"{kind}_options: {kind} is {what}, which is built already, so the options {describe_value(dict(options))} "
             f"would be ignored; pass them to its constructor instead, or give {kind} as a registry name"
         )

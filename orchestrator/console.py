@@ -36,10 +36,11 @@ import os
 import shutil
 import sys
 import time
-from typing import Any, TextIO
+from typing import Any, Mapping, TextIO
 
 from ray.tune import Callback
 
+from orchestrator import _ray_private
 from orchestrator.outcome import (FAILED, FINISHED, STOP_REASON_KEY, as_number, early_stop_reason,
                                   number_text, short_stop_reason)
 from orchestrator.redaction import redact_config
@@ -443,11 +444,9 @@ def callbacks_for_restored(tuner: Any, spec: Any, verbose: int) -> list:
     """:func:`callbacks_for` a Tuner that ``Tuner.restore`` brought back (``tuneorch resume``):
     its scheduler is the restored one, and Ray's verbosity is set as for a new run (the restored
     RunConfig holds the first run's; Ray has no public setter, like the callbacks)."""
-    local = tuner._local_tuner
-    scheduler = getattr(getattr(local, "_tune_config", None), "scheduler", None)
-    run_config = local.get_run_config()
-    run_config.verbose = ray_verbose(verbose)
-    return callbacks_for(verbose, metric=spec.metric, mode=spec.mode, num_samples=spec.num_samples,
+    scheduler = _ray_private.scheduler_of(tuner)
+    _ray_private.run_config_of(tuner).verbose = ray_verbose(verbose)
+    return callbacks_for(verbose, metric=spec.objectives[0], mode=spec.modes[0], num_samples=spec.num_samples,
                          time_budget_s=spec.time_budget_s, scheduler=scheduler, stop=spec.stop)
 
 
@@ -509,6 +508,24 @@ def table(rows: list[tuple], width: int | None = None) -> str:
         lines.extend(f"{'':{label_width}} | {chunk}" for chunk in chunks[1:])
     rule = "-" * min(width, max((len(line) for line in lines), default=0))
     return "\n".join([rule, *lines, rule])
+
+
+def registered_model_rows(name: str, version: str | None, alias: str | None, ui_base: str,
+                          error: str | None = None) -> list[tuple]:
+    """The summary's rows for the model ``register_model`` registered: its name, version and
+    alias, how to load it, and its page in the MLflow UI served at ``ui_base`` (the tracking
+    server, or ``tuneorch ui``'s address for a database store). With ``error`` (registration
+    asked for and failed): one row saying why, nothing to load."""
+    if error or not version:
+        return [("registered model", f"{name}: not registered ({error or 'no version was created'})")]
+    from urllib.parse import quote
+
+    uri = f"models:/{name}@{alias}" if alias else f"models:/{name}/{version}"
+    return [
+        ("registered model", f"{name} version {version}" + (f", alias {alias}" if alias else "")),
+        ("load it with", f"mlflow.pytorch.load_model('{uri}')"),
+        ("model page", f"{ui_base.rstrip('/')}/#/models/{quote(name, safe='')}/versions/{quote(str(version), safe='')}"),
+    ]
 
 
 def _wrap(text: str, width: int) -> list[str]:

@@ -29,7 +29,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from orchestrator.outcome import FAILED, FINISHED, STOP_REASON_KEY, nonfinite_failure, stop_reason_of
-from orchestrator.spec import SpecError
+from orchestrator.errors import SpecError
 from orchestrator.redaction import redact_config
 
 OUTCOMES_FILE = "tuneorch-trials.json"
@@ -39,7 +39,8 @@ _NOT_METRICS = {"trial_id", "date", "hostname", "node_ip", "pid", "done", "shoul
                 "checkpoint_dir_name", "timestamp", "config", "experiment_tag", STOP_REASON_KEY}
 
 
-def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem of ``uri`` (a local path or any ``pyarrow.fs`` URI) and the path on it."""
     return pafs.FileSystem.from_uri(uri if "://" in uri else "file://" + posixpath.abspath(uri))
 
 
@@ -54,13 +55,23 @@ def write_outcomes(experiment_path: str, metric: str, frame: Any) -> None:
                 "status": row.get("status"),
                 "stop_reason": reason if isinstance(reason, str) and reason else None,
                 "error": None if error is None or error != error else str(error)}
-    fs, root = _filesystem(experiment_path)
+            if "feasible" in row:  # several objectives or constraints (orchestrator/pareto_records.py)
+                outcomes[str(row["trial_id"])].update(feasible=bool(row["feasible"]),
+                                                       pareto_rank=_int_or_none(row.get("pareto_rank")))
+    fs, root = filesystem(experiment_path)
     with fs.open_output_stream(f"{root}/{OUTCOMES_FILE}") as f:
         f.write(json.dumps({"metric": metric, "trials": outcomes}, indent=1, sort_keys=True).encode())
 
 
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)  # None, NaN and pandas' NA are no rank
+    except (TypeError, ValueError):
+        return None
+
+
 def _read_outcomes(experiment_path: str) -> dict:
-    fs, root = _filesystem(experiment_path)
+    fs, root = filesystem(experiment_path)
     try:
         with fs.open_input_stream(f"{root}/{OUTCOMES_FILE}") as f:
             data = json.loads(f.read().decode())
@@ -71,7 +82,7 @@ def _read_outcomes(experiment_path: str) -> dict:
 
 def _error_file(experiment_path: str, trial_dir: str) -> str | None:
     """The last line of a trial's ``error.txt`` (Tune writes it when the trial raised)."""
-    fs, root = _filesystem(experiment_path)
+    fs, root = filesystem(experiment_path)
     try:
         with fs.open_input_stream(f"{root}/{trial_dir}/error.txt") as f:
             lines = f.read().decode(errors="replace").strip().splitlines()
@@ -82,7 +93,7 @@ def _error_file(experiment_path: str, trial_dir: str) -> str | None:
 
 def _results(experiment_path: str) -> Iterator[tuple[str, list[dict]]]:
     """(trial directory name, its results in order) for every trial of the experiment."""
-    fs, root = _filesystem(experiment_path)
+    fs, root = filesystem(experiment_path)
     infos = fs.get_file_info(pafs.FileSelector(root, recursive=False, allow_not_found=True))
     if not infos:
         raise SpecError(f"export: {experiment_path!r} holds no experiment; give the directory 'tuneorch run' printed")
@@ -137,8 +148,10 @@ def tables(experiment_path: str) -> dict[str, pa.Table]:
             last_config = config
         status, reason, error = _outcome(known.get(str(trial_id)), results[-1], tuned_metric,
                                          lambda: _error_file(experiment_path, trial_dir))
+        known_row = known.get(str(trial_id)) if isinstance(known.get(str(trial_id)), dict) else {}
+        pareto = {k: known_row[k] for k in ("pareto_rank", "feasible") if k in known_row}
         row = {"trial_id": trial_id, "status": status, "stop_reason": reason, "error": error,
-               "iterations": results[-1].get("training_iteration"), **last_metrics,
+               "iterations": results[-1].get("training_iteration"), **pareto, **last_metrics,
                "config_json": json.dumps(redact_config(results[-1].get("config") or {}), default=str,
                                          sort_keys=True)}
         row.update({f"config/{k}": v for k, v in last_config.items()})
@@ -176,7 +189,8 @@ def _outcome(known: dict | None, last: dict, metric: str | None,
     error = error_file()
     if error is not None:
         return FAILED, None, error
-    failure = nonfinite_failure(last, metric)
+    failure = next(filter(None, (nonfinite_failure(last, m) for m in (
+        metric if isinstance(metric, list) else [metric]))), None)
     if failure:
         return FAILED, None, failure
     return (FINISHED if last.get("done") else None), stop_reason_of(last) if last.get("done") else None, None
@@ -204,7 +218,7 @@ def _trials_table(rows: list[dict]) -> pa.Table:
 def export_parquet(experiment_path: str, out: str | None = None) -> dict[str, str]:
     """Write the three tables under ``out`` (default: ``<experiment>/parquet``); return their paths."""
     out = out or posixpath.join(experiment_path, "parquet")
-    fs, root = _filesystem(out)
+    fs, root = filesystem(out)
     fs.create_dir(root, recursive=True)
     written = {}
     for name, table in tables(experiment_path).items():

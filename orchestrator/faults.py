@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 from ray.tune import Callback
 
+from orchestrator import _ray_private
 from search_algs.errors import TuneorchError
 
 logger = logging.getLogger(__name__)
@@ -159,12 +160,8 @@ def repair_experiment_state(experiment_path: str, ray_temp_roots: list[str] | No
         return None
     newest = snapshots[-1]
     session = os.path.basename(newest)[len("experiment_state-"):-len(".json")]
-    roots = ray_temp_roots or list(dict.fromkeys(
-        p for p in (os.environ.get("RAY_TMPDIR"), "/tmp/ray", os.path.join(tempfile.gettempdir(), "ray")) if p))
-    name = os.path.basename(folder.rstrip("/"))
-    staged = [os.path.dirname(c) for root in roots for c in glob.glob(os.path.join(
-        glob.escape(root), "session_*", "artifacts", "*", glob.escape(name), "driver_artifacts",
-        os.path.basename(newest)))]
+    roots = ray_temp_roots or _ray_private.ray_temp_roots()
+    staged = [d for d in staging_folders(folder, roots) if os.path.isfile(os.path.join(d, os.path.basename(newest)))]
     if trusted is not None:
         # A staging copy written after the last seal (the driver died between Tune writing it and
         # the sealing callback) is not put back: resume would refuse it. The experiment folder's
@@ -250,16 +247,8 @@ def staging_folders(experiment_path: str, ray_temp_roots: list[str] | None = Non
     driver that ran it), oldest first: ``<root>/session_*/artifacts/*/<name>/driver_artifacts``.
     The driver writes each trial's ``result.json`` there at every result; the experiment folder
     gets a copy only with each snapshot upload."""
-    import glob
-    import tempfile
-
     folder = experiment_path.removeprefix("file://").rstrip("/")
-    roots = ray_temp_roots or list(dict.fromkeys(
-        p for p in (os.environ.get("RAY_TMPDIR"), "/tmp/ray", os.path.join(tempfile.gettempdir(), "ray")) if p))
-    name = os.path.basename(folder)
-    found = [d for root in roots for d in glob.glob(os.path.join(
-        glob.escape(root), "session_*", "artifacts", "*", glob.escape(name), "driver_artifacts")) if os.path.isdir(d)]
-    return sorted(dict.fromkeys(found), key=os.path.getmtime)
+    return _ray_private.driver_staging_folders(os.path.basename(folder), ray_temp_roots)
 
 
 def _snapshot_files(folder: str, session: str) -> list[str]:

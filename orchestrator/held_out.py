@@ -31,6 +31,10 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
+from orchestrator import cluster
+from orchestrator.errors import SpecError
+from orchestrator.redaction import trial_dirname, trial_name
+
 logger = logging.getLogger(__name__)
 
 MAX_SEEDS = 1000
@@ -42,14 +46,12 @@ SUFFIX = "-held-out"
 
 def check_options(held_out_seeds: Any, seed_key: Any, space: Any) -> list[int] | None:
     """The held-out seeds as a list (``None``: no held-out evaluation), or a
-    :class:`orchestrator.spec.SpecError` naming the parameter, the rule, the value and the fix.
+    :class:`~orchestrator.errors.SpecError` naming the parameter, the rule, the value and the fix.
 
     ``space`` is the experiment's :class:`search_algs.space.Space`: ``seed_key`` must not
     be a tuned parameter, and a constant at ``seed_key`` (the tuning seed) must not be
     among the held-out seeds.
     """
-    from orchestrator.spec import SpecError
-
     if not isinstance(seed_key, str) or not seed_key or seed_key.startswith("/") or seed_key.endswith("/") \
             or "//" in seed_key:
         raise SpecError(f"seed_key: must be the config key the trainable reads its seed from (nested keys "
@@ -208,16 +210,12 @@ def schedule_of(scheduler: Any, trial_id: str | None, best_config: Mapping) -> l
     return [(0.0, dict(best_config))]
 
 
-def scheduler_of(tuner: Any) -> Any:
-    """The scheduler a ``ray.tune.Tuner`` ran with (the restored one after a resume)."""
-    inner = getattr(tuner, "_local_tuner", None)
-    return getattr(getattr(inner, "_tune_config", None), "scheduler", None)
-
-
-def evaluate(spec: Any, result: Any, tuner: Any = None, *, verbose: int = 0) -> HeldOutResult:
+def evaluate(spec: Any, result: Any, scheduler: Any = None, *, verbose: int = 0) -> HeldOutResult:
     """Re-train ``result``'s best configuration on ``spec.held_out_seeds``; log ``held_out.*``
-    metrics into the MLflow parent run when tracking is on. A failure of the held-out run is
-    reported in the result (``note``/``errors``), never raised: the tuning result stands."""
+    metrics into the MLflow parent run when tracking is on. ``scheduler`` is the one the tuning
+    run ended with (after a resume: the restored one); our PBT's config schedule is replayed. A
+    failure of the held-out run is reported in the result (``note``/``errors``), never raised:
+    the tuning result stands."""
     seeds = list(spec.held_out_seeds)
     seed_key = getattr(spec, "seed_key", "seed") or "seed"
     out = HeldOutResult(metric=spec.metric, mode=spec.mode, seed_key=seed_key, seeds=seeds,
@@ -225,7 +223,6 @@ def evaluate(spec: Any, result: Any, tuner: Any = None, *, verbose: int = 0) -> 
     if result.best_config is None:
         out.note = "the tuning run has no best trial"
         return out
-    scheduler = scheduler_of(tuner)
     out.schedule = schedule_of(scheduler, result.best_trial_id, result.best_config)
     if len(out.schedule) == 1 and type(scheduler).__name__ in ("PopulationBasedTraining", "PB2"):
         logger.warning("held-out evaluation: Ray's %s keeps no config schedule, so the best trial's final "
@@ -243,7 +240,6 @@ def evaluate(spec: Any, result: Any, tuner: Any = None, *, verbose: int = 0) -> 
 def _run(spec: Any, result: Any, out: HeldOutResult, verbose: int) -> None:
     from ray import tune as ray_tune
 
-    from orchestrator import cluster
     from schedulers.replay import ReplayScheduler, merge_config
 
     first = merge_config(result.best_config, out.schedule[0][1])
@@ -257,8 +253,6 @@ def _run(spec: Any, result: Any, out: HeldOutResult, verbose: int) -> None:
     else:
         storage_path, name = os.path.split(base)
     name += SUFFIX
-    from orchestrator.redaction import trial_dirname, trial_name
-
     tuner = ray_tune.Tuner(
         ray_tune.with_resources(spec.load_trainable(), cluster.placement(spec.resources)),
         param_space=param_space,

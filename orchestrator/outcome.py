@@ -39,6 +39,8 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
+from orchestrator import _ray_private
+
 FINISHED = "TERMINATED"
 FAILED = "ERROR"
 MLFLOW_STATUS = {FINISHED: "FINISHED", FAILED: "FAILED"}
@@ -106,9 +108,9 @@ def early_stop_reason(scheduler: Any, trial: Any, result: Mapping) -> str | None
         value = _flat_get(result, key)
         if isinstance(value, (int, float)) and isinstance(bound, (int, float)) and value >= bound:
             return None  # the user's stop condition: the trial's planned end
-    time_attr = getattr(scheduler, "_time_attr", None) or "training_iteration"
+    time_attr, max_t = _ray_private.scheduler_budget(scheduler)
+    time_attr = time_attr or "training_iteration"
     t = _flat_get(result, time_attr)
-    max_t = getattr(scheduler, "_max_t", None)
     if isinstance(t, (int, float)) and isinstance(max_t, (int, float)) and t >= max_t:
         return None
     return f"{time_attr}={number_text(t)}" if t is not None else "stopped by the scheduler"

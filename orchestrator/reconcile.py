@@ -105,11 +105,19 @@ def reconcile_restored_trials(experiment_path: str, trials: list, tracker: Any =
                 matches = [t for i, t in by_id.items() if re.search(rf"(^|_){re.escape(i)}(_|$)", name)]
                 tid = matches[0].trial_id if len(matches) == 1 else None
             candidate = by_id.get(tid)
-            if candidate is not None and not _ray_private.trial_dir_name(candidate):
+            named = _ray_private.trial_dir_name(candidate) if candidate is not None else None
+            if candidate is not None and (not named or _stand_in_name(named, name, folder, staging)):
                 # Named after the snapshot: it gets its folder (and the checkpoints in it) back.
+                if named:
+                    owned_by_name.pop(named, None)
+                    for copy_path in [os.path.join(d, named) for d in [folder, *staging]]:
+                        if os.path.isdir(copy_path) and not os.listdir(copy_path):
+                            os.rmdir(copy_path)
                 _ray_private.set_trial_dir_name(candidate, name)
                 owned_by_name[name] = trial = candidate
                 done["renamed"][candidate.trial_id] = name
+        if trial is None and not any(os.path.isdir(os.path.join(d, name)) for d in [folder, *staging]):
+            continue  # a stand-in folder removed above
         if trial is None:
             path = os.path.join(folder, name)
             if any(p.startswith(os.path.normpath(path) + os.sep) for p in keep_paths):
@@ -135,6 +143,15 @@ def reconcile_restored_trials(experiment_path: str, trials: list, tracker: Any =
                        "checkpoints %s, folders %s, removed orphan folders %s, MLflow runs of %s",
                        done["adopted"], done["renamed"], done["orphans"], done["dropped_runs"])
     return done
+
+
+def _stand_in_name(named: str, name: str, folder: str, staging: list[str]) -> bool:
+    """Whether ``named`` is the empty stand-in that Tune's restore gave a trial its snapshot
+    had not named: ``Trial.init_local_path`` (run by ``TuneController._restore_trials``) finds
+    the trial's real folder ``name`` in the staging folder and picks ``<name>_<4 hex>``."""
+    if not re.fullmatch(re.escape(name) + r"_[0-9a-f]{4}", named):
+        return False
+    return all(not os.listdir(p) for p in (os.path.join(d, named) for d in [folder, *staging]) if os.path.isdir(p))
 
 
 def _is_trial_folder(path: str) -> bool:
@@ -245,9 +262,9 @@ def _put_back_results(trial: Any, name: str, folder: str, staging: list[str], ro
     trial_path = os.path.normpath(os.path.join(folder, name))
     stale = [os.path.join(s, name, f) for s in staging for f in (RESULT_FILE, PROGRESS_FILE)]
     if not known:
-        # From scratch: Tune starts its files afresh in its staging folder, unless this resume
-        # runs in the Ray session of the killed driver, whose staging copy is that same folder.
-        _remove(stale)
+        # From scratch: its history starts again, and its files with it (the restart copies the
+        # experiment folder's files when it has no staging copy).
+        _remove(stale + [os.path.join(trial_path, f) for f in (RESULT_FILE, PROGRESS_FILE)])
         return 0
     kept = rows
     if os.path.dirname(os.path.normpath(known)) == trial_path:

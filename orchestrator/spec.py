@@ -22,17 +22,13 @@ from typing import Any, Callable, Mapping
 import yaml
 
 from orchestrator import registry
+from orchestrator.components import check_components
+from orchestrator.errors import SpecError
+from orchestrator.held_out import check_options as check_held_out
 from orchestrator.redaction import is_secret_name
-from search_algs.errors import SpaceError, TuneorchError, describe_value
+from orchestrator.tracking.model_registry import find_model_loader
+from search_algs.errors import SpaceError, describe_value
 from search_algs.space import Categorical, Space, _contains_domain, _is_domain
-
-
-class SpecError(TuneorchError, ValueError):
-    """An experiment spec (YAML file, dict or API arguments) is invalid.
-
-    A :class:`~search_algs.errors.TuneorchError` (the CLI prints it and exits 2) and still a
-    ``ValueError``, as it always was.
-    """
 
 
 RESOURCE_KEYS = {"cpu", "gpu", "memory", "custom", "workers", "strategy"}
@@ -101,6 +97,41 @@ class ExperimentSpec:
     # trainable as environment variables (orchestrator/cluster.py), never through the config,
     # which Ray writes into trial folder names and the experiment folder.
     secrets: list | None = None
+    # Multi-objective and constrained tuning: ``metric`` and ``mode`` may be lists (one mode per
+    # objective); ``constraints`` are strings "METRIC OP BOUND" (OP: <=, >=, <, >), also with one
+    # objective; a trial is feasible when every one holds. ``select: {metric, mode}`` picks
+    # best_config from the Pareto front by one objective (default: the knee point);
+    # ``reference_point`` (one number per objective, user's units) for the hypervolume (default:
+    # the worst value per objective plus 10% of its range). See search_algs/core/pareto.py.
+    constraints: list | None = None
+    select: dict | None = None
+    reference_point: list | None = None
+
+    # ---- objectives (one or several) ------------------------------------------------------
+
+    @property
+    def objectives(self) -> list[str]:
+        """The objectives as a list (one entry for a single metric)."""
+        return list(self.metric) if isinstance(self.metric, (list, tuple)) else [self.metric]
+
+    @property
+    def modes(self) -> list[str]:
+        return list(self.mode) if isinstance(self.mode, (list, tuple)) else [self.mode]
+
+    @property
+    def multi_objective(self) -> bool:
+        return isinstance(self.metric, (list, tuple)) and len(self.metric) > 1
+
+    @property
+    def pareto(self) -> bool:
+        """Whether the run ranks trials by Pareto dominance and feasibility (several objectives
+        or constraints): the searcher and the scheduler must support it."""
+        return self.multi_objective or bool(self.constraints)
+
+    def parsed_constraints(self) -> list:
+        from search_algs.core.pareto import parse_constraint
+
+        return [parse_constraint(c) for c in self.constraints or []]
 
     # ---- construction ------------------------------------------------------------------
 
@@ -117,7 +148,7 @@ class ExperimentSpec:
             raise SpecError(f"{source}: unknown fields {hints}; known fields are {sorted(known)}")
         for required in ("trainable", "space", "metric", "mode"):
             if _is_empty(data.get(required)):
-                raise SpecError(f"{source}: '{required}' is required; {_REQUIRED_HINTS[required]}")
+                raise SpecError(f"{source}: '{required}' is required; {REQUIRED_FIELD_HINTS[required]}")
         for key in ("search", "scheduler"):  # `search: {name: tpe, n_startup: 5}` form
             value = data.get(key)
             if isinstance(value, Mapping):
@@ -186,10 +217,7 @@ class ExperimentSpec:
             raise SpecError(
                 f"name: must be letters, digits, '_', '-' or '.', got {self.name!r}; e.g. name: digits-mlp"
             )
-        if not isinstance(self.metric, str) or not self.metric:
-            raise SpecError(f"metric: must be the name of a reported metric, got {self.metric!r}")
-        if self.mode not in ("min", "max"):
-            raise SpecError(f"mode: must be 'min' or 'max', got {self.mode!r}; use mode: min or mode: max")
+        self._check_objectives()
         if isinstance(self.num_samples, bool) or not isinstance(self.num_samples, int) or self.num_samples <= 0:
             raise SpecError(f"num_samples: must be a positive integer, got {_show(self.num_samples)}; e.g. num_samples: 20")
         if self.num_samples > MAX_NUM_SAMPLES:
@@ -257,20 +285,108 @@ class ExperimentSpec:
         self._check_space()
         self._check_secret_values()
         self._check_points()
-        from orchestrator.held_out import check_options as check_held_out
-
         self.held_out_seeds = check_held_out(self.held_out_seeds, self.seed_key, self.space)
         self._check_choice("search", self.search, registry.SEARCHERS, "ray.tune.search.Searcher")
         self._check_choice("scheduler", self.scheduler, registry.SCHEDULERS, "ray.tune.schedulers.TrialScheduler")
+        self._check_pareto_components()
         self.load_trainable()
         self._check_register_model()
-        from orchestrator.components import check_components
-
         check_components(self)  # the searcher and scheduler, built with their options
+
+    def _check_objectives(self) -> None:
+        """``metric``/``mode`` (one or a list each), ``constraints``, ``select``, ``reference_point``."""
+        metric, mode = self.metric, self.mode
+        if isinstance(metric, (list, tuple)) and len(metric) == 1 and isinstance(mode, (list, tuple)) \
+                and len(mode) == 1:
+            self.metric, self.mode = metric, mode = metric[0], mode[0]  # one objective: as today
+        if isinstance(metric, (list, tuple)):
+            for m in metric:
+                if not isinstance(m, str) or not m:
+                    raise SpecError(f"metric: every objective must be the name of a reported metric, got "
+                                    f"{_show(m)} in {_show(list(metric))}; e.g. metric: [val_loss, latency_ms]")
+            dupes = sorted({m for m in metric if list(metric).count(m) > 1})
+            if dupes:
+                raise SpecError(f"metric: {dupes[0]!r} is listed twice in {_show(list(metric))}; list each "
+                                f"objective once")
+            if not isinstance(mode, (list, tuple)) or len(mode) != len(metric):
+                got = f"{len(mode)} modes" if isinstance(mode, (list, tuple)) else f"mode {_show(mode)}"
+                raise SpecError(f"mode: {len(metric)} objectives {_show(list(metric))} need one mode each, got "
+                                f"{got}; write mode: [{', '.join(['min'] * len(metric))}] (min or max per objective)")
+            bad = [m for m in mode if m not in ("min", "max")]
+            if bad:
+                raise SpecError(f"mode: each entry must be 'min' or 'max', got {_show(bad[0])} in {_show(list(mode))}")
+        else:
+            if not isinstance(metric, str) or not metric:
+                raise SpecError(f"metric: must be the name of a reported metric, got {metric!r}")
+            if isinstance(mode, (list, tuple)):
+                raise SpecError(f"mode: a list of modes {_show(list(mode))} needs a list of metrics of the same "
+                                f"length, got metric {metric!r}; write mode: min (one objective) or metric: "
+                                f"[{metric}, ...]")
+            if mode not in ("min", "max"):
+                raise SpecError(f"mode: must be 'min' or 'max', got {mode!r}; use mode: min or mode: max")
+        constraints = self.constraints
+        if constraints is not None:
+            if isinstance(constraints, str):
+                constraints = self.constraints = [constraints]
+            if not isinstance(constraints, (list, tuple)):
+                raise SpecError(f"constraints: must be a list of strings 'METRIC OP BOUND', got "
+                                f"{_show(constraints)}; e.g. constraints: ['memory_gb <= 16']")
+            from search_algs.core.pareto import parse_constraint
+
+            for i, text in enumerate(constraints):
+                try:
+                    parse_constraint(text)
+                except ValueError as exc:
+                    raise SpecError(f"constraints[{i}]: {exc}") from None
+        if self.select is not None:
+            sel = self.select
+            if not self.multi_objective:
+                raise SpecError(f"select: picks best_config among the Pareto front of several objectives, but "
+                                f"metric is {self.metric!r}; drop select or give metric a list")
+            if not isinstance(sel, Mapping) or set(sel) - {"metric", "mode"} or sel.get("metric") not in \
+                    self.objectives or sel.get("mode", "min") not in ("min", "max"):
+                raise SpecError(f"select: must be {{metric: <one of {self.objectives}>, mode: min|max}}, got "
+                                f"{_show(sel)}; e.g. select: {{metric: {self.objectives[0]}, mode: "
+                                f"{self.modes[0]}}}, or leave it out for the knee point")
+        if self.reference_point is not None:
+            ref = self.reference_point
+            if not self.multi_objective or not isinstance(ref, (list, tuple)) or len(ref) != len(self.objectives) \
+                    or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in ref):
+                raise SpecError(f"reference_point: must be one finite number per objective "
+                                f"{self.objectives} (in their own units, worse than every value you care "
+                                f"about), got {_show(ref)}; or leave it out (worst observed + 10% of the range)")
+
+    def _check_pareto_components(self) -> None:
+        """Several objectives or constraints: only searchers and schedulers that rank by Pareto
+        dominance and feasibility can run them (search_algs/multi_objective.py, ASHA)."""
+        if not self.pareto:
+            return
+        from orchestrator.components import PARETO_SCHEDULERS, PARETO_SEARCHERS
+
+        what = (f"several objectives {self.objectives}" if self.multi_objective
+                else f"constraints {list(self.constraints)}")
+        search = self.search
+        name = search if isinstance(search, str) else type(search).__name__
+        if (isinstance(search, str) and search not in PARETO_SEARCHERS) or (
+                not isinstance(search, str) and type(search).__name__ != "MultiObjectiveSearch"):
+            raise SpecError(f"search: {name!r} cannot tune {what} (it ranks trials by one number); the "
+                            f"searchers that can are {list(PARETO_SEARCHERS)}: write search: tpe "
+                            f"(multi-objective TPE) or search: random")
+        scheduler = self.scheduler
+        sname = scheduler if isinstance(scheduler, str) or scheduler is None else type(scheduler).__name__
+        if (isinstance(scheduler, str) and scheduler not in PARETO_SCHEDULERS) or (
+                scheduler is not None and not isinstance(scheduler, str)
+                and type(scheduler).__name__ != "ASHAScheduler"):
+            raise SpecError(f"scheduler: {sname!r} cannot tune {what} (it compares trials by one number); "
+                            f"the schedulers that can are {list(PARETO_SCHEDULERS)}: write scheduler: asha "
+                            f"(promotion by Pareto rank) or scheduler: fifo")
+        if self.held_out_seeds:
+            raise SpecError(f"held_out_seeds: re-training the best config is defined for one objective, but "
+                            f"this run tunes {what}; drop held_out_seeds")
 
     def _check_register_model(self) -> None:
         """``register_model`` needs MLflow and the trainable module's ``load_model`` (see
-        ``orchestrator/tracking/artifacts.py``): refused here, before anything runs."""
+        ``orchestrator/tracking/model_registry.py``): refused here, before anything runs."""
         name = self.register_model
         if name is None:
             return
@@ -283,8 +399,6 @@ class ExperimentSpec:
         if self.tracking_uri == "":
             raise SpecError("register_model: needs MLflow tracking, but tracking_uri is '' (off); "
                             "set tracking_uri (null: a local sqlite store) or drop register_model")
-        from orchestrator.tracking.artifacts import find_model_loader
-
         loader = find_model_loader(self.trainable)
         where = self.trainable.partition(":")[0] if isinstance(self.trainable, str) \
             else getattr(getattr(self.trainable, "func", self.trainable), "__module__", "?")
@@ -342,7 +456,7 @@ class ExperimentSpec:
             return
         if not isinstance(self.stop, Mapping):
             raise SpecError(f"stop: must be a mapping like {{training_iteration: 10}}, got {_show(self.stop)}")
-        known = set(TUNE_RESULT_KEYS) | ({self.metric} if isinstance(self.metric, str) else set())
+        known = set(TUNE_RESULT_KEYS) | set(self.objectives) | {c.metric for c in self.parsed_constraints()}
         for key, value in self.stop.items():
             if not isinstance(key, str) or not key:
                 raise SpecError(f"stop: keys must be result keys (strings), got {_show(key)}; "
@@ -531,7 +645,7 @@ class ExperimentSpec:
         }
 
 
-_REQUIRED_HINTS = {
+REQUIRED_FIELD_HINTS = {
     "trainable": "give 'package.module:function' (or a callable in the Python API)",
     "space": "give the search space, e.g. lr: {type: float, low: 1.0e-4, high: 0.1, log: true}",
     "metric": "give the name of the metric the trainable reports, e.g. metric: val_loss",

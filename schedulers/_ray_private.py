@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
+import shutil
 from typing import Any, Optional
 
 import ray
@@ -239,21 +240,42 @@ def loopback_node():
 # ---- exact resume after a SIGKILL (orchestrator/reconcile.py) -------------------------------
 
 
+#: Result key Tune sets on a result that carries a checkpoint (``ray.tune.result.SHOULD_CHECKPOINT``).
+_SHOULD_CHECKPOINT = "should_checkpoint"
+
+
 @contextlib.contextmanager
 def exact_resume_hooks(on_restored: Any = None):
     """Inside this block, Tune's controller (``ray/tune/execution/tune_controller.py``)
 
-    * takes an experiment snapshot (``TuneController.checkpoint(force=True)``) in every loop
-      step in which the searcher created trials, right after ``_maybe_update_trial_queue``
-      added them and before ``_maybe_add_actors`` starts any of them: a trial never runs,
-      reports or writes a folder unless a snapshot that holds it was written to Tune's staging
-      folder first (its periodic snapshot, ``TUNE_GLOBAL_CHECKPOINT_S``, 10 s or more, would
-      otherwise leave every trial started since then out of the resume, which then re-creates
-      it under a new id and from scratch);
+    * takes an experiment snapshot (``TuneController.checkpoint(force=True, wait=True)``) before
+      it registers the first checkpoint of a trial that no forced snapshot holds yet: before it
+      processes a result that carries a checkpoint (``_on_training_result``, ahead of the
+      loggers, the callbacks and the save) and before it asks a trial to save
+      (``_schedule_trial_save``: class trainables, PBT). ``wait``: the upload into the experiment
+      folder completes first, so the folder's own (sealed) snapshot holds the trial even when the
+      driver dies while writing the next one into staging (resume never puts back an unsealed
+      staging copy). One snapshot covers every trial the controller holds then, so the trials
+      created since the previous one share it;
     * calls ``on_restored(controller, trials)`` on the trials that ``TuneController.resume``
       read back from the snapshot (``_restore_trials``), before the searcher is restored and
       before any trial is handed to the scheduler (``_requeue_restored_trials`` ->
       ``add_trial`` -> ``on_trial_add``); it returns the trials to resume.
+
+    The guarantee: a trial that has a checkpoint is in the experiment folder's snapshot, so a
+    resume continues it from that checkpoint (``orchestrator.reconcile`` adopts checkpoints newer
+    than the snapshot) and never re-creates it from scratch. Tune's periodic snapshot
+    (``TUNE_GLOBAL_CHECKPOINT_S``, 10 s or more) alone would leave every trial started since then
+    out of the resume. A trial that has not checkpointed yet may be missing from the snapshot
+    when the driver dies: the resume drops its folder and MLflow run (``orchestrator.reconcile``)
+    and the searcher creates the trial again; only its results since its start are redone, as
+    they would be for a trial that had been in the snapshot without a checkpoint.
+
+    Cost: one forced snapshot is O(trials) (Tune serialises every trial and uploads its staging
+    folder). Forcing one for every new trial, as this hook did before (right after the searcher
+    created trials), made a run of N trials O(N^2): at N = 1000 it was the largest item of the
+    driver's profile. Now trials that never checkpoint cost no forced snapshot, and trials
+    created between two snapshots share the next one.
 
     The patch is on the class, for the length of the block, in this process only.
     """
@@ -261,15 +283,37 @@ def exact_resume_hooks(on_restored: Any = None):
 
     original_queue = TuneController._maybe_update_trial_queue
     original_restore = TuneController._restore_trials
+    original_result = TuneController._on_training_result
+    original_save = TuneController._schedule_trial_save
+
+    def _unsnapshotted(self) -> set:
+        """Ids of the trials created since this controller's last forced snapshot."""
+        found = self.__dict__.get("_tuneorch_unsnapshotted")
+        if found is None:
+            found = self.__dict__["_tuneorch_unsnapshotted"] = set()
+        return found
+
+    def _snapshot_holding(self, trial) -> None:
+        pending = _unsnapshotted(self)
+        if trial.trial_id in pending:
+            self.checkpoint(force=True, wait=True)
+            pending.clear()  # the snapshot serialised every trial the controller holds
 
     def _maybe_update_trial_queue(self):
         before = len(self._trials)
         original_queue(self)
         if len(self._trials) > before:
-            # wait: the upload into the experiment folder completes before the trials start, so the
-            # folder's own (sealed) snapshot holds them even when the driver dies while writing the
-            # next one into staging (resume never puts back an unsealed staging copy).
-            self.checkpoint(force=True, wait=True)
+            _unsnapshotted(self).update(t.trial_id for t in self._trials[before:])
+
+    def _on_training_result(self, trial, result):
+        results = result if isinstance(result, list) else [result]
+        if any(isinstance(r, dict) and r.get(_SHOULD_CHECKPOINT) for r in results):
+            _snapshot_holding(self, trial)
+        return original_result(self, trial, result)
+
+    def _schedule_trial_save(self, trial, result=None):  # Ray's signature: PBT's verify() checks it
+        _snapshot_holding(self, trial)
+        return original_save(self, trial, result)
 
     def _restore_trials(self, experiment_state):
         trials = original_restore(self, experiment_state)
@@ -279,15 +323,20 @@ def exact_resume_hooks(on_restored: Any = None):
 
     TuneController._maybe_update_trial_queue = _maybe_update_trial_queue
     TuneController._restore_trials = _restore_trials
+    TuneController._on_training_result = _on_training_result
+    TuneController._schedule_trial_save = _schedule_trial_save
     try:
         yield
     finally:
         TuneController._maybe_update_trial_queue = original_queue
         TuneController._restore_trials = original_restore
+        TuneController._on_training_result = original_result
+        TuneController._schedule_trial_save = original_save
 
 
 def verify_exact_resume_hooks() -> None:
     """Fail loudly when the controller code :func:`exact_resume_hooks` relies on moved."""
+    from ray.tune import result as tune_result
     from ray.tune.execution.tune_controller import TuneController
 
     problems = []
@@ -301,6 +350,16 @@ def verify_exact_resume_hooks() -> None:
         problems.append("TuneController.resume no longer restores trials, then the searcher, then requeues")
     if "force" not in inspect.signature(TuneController.checkpoint).parameters:
         problems.append("TuneController.checkpoint lost its force parameter")
+    if getattr(tune_result, "SHOULD_CHECKPOINT", None) != _SHOULD_CHECKPOINT:
+        problems.append("ray.tune.result.SHOULD_CHECKPOINT is no longer 'should_checkpoint'")
+    if tuple(inspect.signature(TuneController._on_training_result).parameters) != ("self", "trial", "result"):
+        problems.append("TuneController._on_training_result is no longer (trial, result)")
+    process = inspect.getsource(TuneController._process_trial_result)
+    if not (0 <= process.find("callbacks.on_trial_result") < process.find("_checkpoint_trial_if_needed")):
+        problems.append("TuneController._process_trial_result no longer calls the callbacks before it "
+                        "registers the result's checkpoint")
+    if "_schedule_trial_save" not in inspect.getsource(TuneController._checkpoint_trial_if_needed):
+        problems.append("TuneController._checkpoint_trial_if_needed no longer saves via _schedule_trial_save")
     if problems:
         raise RayInternalsChanged("schedulers/_ray_private.py: " + "; ".join(problems))
 
@@ -345,6 +404,12 @@ def latest_checkpoint_path(trial: Any) -> Optional[str]:
     return result.checkpoint.path
 
 
+def ray_pbt_exploits(scheduler: Any) -> int:
+    """How many exploits Ray's own ``PopulationBasedTraining`` made (its ``_num_perturbations``
+    counter; Ray 2.60 has no public one). The benchmarks compare it with ours."""
+    return int(getattr(scheduler, "_num_perturbations", 0))
+
+
 def set_trial_dir_name(trial: Any, name: str) -> None:
     """Give a restored trial that Tune had not named yet the folder it had before the restore
     (``Trial.init_local_path`` only names a trial whose ``relative_logdir`` is empty)."""
@@ -365,7 +430,8 @@ def keep_local_result_files():
     experiment snapshot uploaded, so every result the trial reported since then was lost from its
     ``result.json`` (though delivered to the callbacks, MLflow included). Where the staging copy
     exists, this driver wrote it and it is the newest; only a trial without one (the first start
-    after a resume: ``orchestrator.reconcile`` prepares the experiment folder's copy) downloads.
+    after a resume: ``orchestrator.reconcile`` prepares the experiment folder's copy) copies the
+    experiment folder's, whether or not Tune knows a checkpoint of the trial itself.
     Checked by :func:`verify_keep_local_result_files`."""
     from ray.tune.logger.logger import LoggerCallback
 
@@ -374,6 +440,17 @@ def keep_local_result_files():
     def _restore_from_remote(self, file_name, trial):
         local = os.path.join(trial.local_path, file_name)
         if os.path.isfile(local):
+            return
+        storage = trial.storage
+        if getattr(storage.storage_filesystem, "type_name", None) == "local":
+            # Tune downloads only for a trial whose own checkpoint it knows (``trial.checkpoint``);
+            # a trial restarting from a cloned or adopted checkpoint then began a new, empty file
+            # and its earlier results were lost from it (seen in the kill test with PBT). What the
+            # experiment folder holds is what orchestrator.reconcile kept for the restart (it
+            # removes the file of a trial that starts from scratch), so it is always the start.
+            remote = os.path.join(storage.trial_fs_path, file_name)
+            if os.path.isfile(remote):
+                shutil.copyfile(remote, local)
             return
         return original(self, file_name, trial)
 

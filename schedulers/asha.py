@@ -115,7 +115,26 @@ class ASHAScheduler(TuneorchScheduler):
             # A pause must happen on the report that reached the rung, with its checkpoint.
             self._supports_buffered_results = False
         self.HOLDS_PAUSED = variant == "promotion"
+        self._objectives: list[str] | None = None  # several objectives / constraints (configure_objectives)
+        self._modes: list[str] | None = None
+        self._constraints: tuple = ()
         self._load_now()  # an existing state file is readable right away
+
+    def configure_objectives(self, metrics, modes, constraints=()) -> "ASHAScheduler":
+        """Rank rungs by Pareto dominance and feasibility (multi-objective ASHA, Schmucker et al.
+        2021; see :mod:`schedulers.core.asha`): ``metrics``/``modes`` one per objective,
+        ``constraints`` :class:`search_algs.core.pareto.Constraint` values. The orchestrator calls
+        it for ``metric: [a, b]`` or ``constraints: [...]``. Returns ``self``."""
+        metrics, modes = list(metrics), list(modes)
+        if not metrics or len(metrics) != len(modes) or any(m not in ("min", "max") for m in modes):
+            raise ASHAConfigError(f"ASHAScheduler: configure_objectives needs one mode ('min'/'max') per "
+                                  f"metric, got metrics={metrics!r}, modes={modes!r}")
+        self._objectives, self._modes, self._constraints = metrics, modes, tuple(constraints)
+        # Tune checks that every result holds ``metric``: the first objective
+        self._metric, self._mode = metrics[0], modes[0]
+        self._core, self._loaded, self._path, self._saved_version = None, False, None, None
+        self._load_now()
+        return self
 
     # ---- properties --------------------------------------------------------------------
 
@@ -142,12 +161,37 @@ class ASHAScheduler(TuneorchScheduler):
     # ---- the base's hooks --------------------------------------------------------------
 
     def _build_core(self, tune_controller) -> ASHA:
-        return ASHA(self._grace_period, self._eta, self._max_t, self._brackets, self._mode,
-                    self._variant, self._seed, context={"metric": self._metric, "time_attr": self._time_attr},
-                    stop_last_trials=self._stop_last)
+        context = {"metric": self._metric, "time_attr": self._time_attr}
+        if self._objectives is not None:
+            context.update(metric=self._objectives, constraints=[str(c) for c in self._constraints])
+        return ASHA(self._grace_period, self._eta, self._max_t, self._brackets,
+                    self._mode if self._modes is None else self._modes,
+                    self._variant, self._seed, context=context, stop_last_trials=self._stop_last)
 
-    def _on_result(self, tune_controller, trial: Trial, result: Mapping, t: float, value: float) -> str:
-        decision = self._core.decide(trial.trial_id, t, value)
+    def _read(self, result: Mapping, trial: Trial):
+        """Several objectives: ``(t, (values, violation))``; a constraint metric the trial does
+        not report is a :class:`MissingMetricError` naming it and what the trial reported."""
+        read = super()._read(result, trial)
+        if read is None or self._objectives is None:
+            return read
+        from schedulers._results import result_number, user_keys
+        from search_algs.core.pareto import total_violation
+
+        values = [result_number(self.NAME, result, m, "metric", trial.trial_id, allow_nonfinite=True)
+                  for m in self._objectives]
+        for c in self._constraints:
+            if c.metric not in result:
+                raise MissingMetricError(
+                    f"{self.NAME}: trial {trial.trial_id} reported no {c.metric!r}, which the constraint "
+                    f"'{c}' names (it reported {user_keys(result)}); report it in every tune.report(...) "
+                    f"or fix the constraint's metric name")
+        return read[0], (values, total_violation(self._constraints, result))
+
+    def _on_result(self, tune_controller, trial: Trial, result: Mapping, t: float, value) -> str:
+        if self._objectives is not None:
+            decision = self._core.decide(trial.trial_id, t, *value)
+        else:
+            decision = self._core.decide(trial.trial_id, t, value)
         if decision.action is Action.PAUSE:
             self._check_can_resume(trial, result, t, ", or use variant='stopping'")
         # A pause is written at once: the paused trial waits on it for promotion after a resume.

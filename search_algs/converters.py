@@ -17,8 +17,8 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
-from search_algs.errors import SpaceError
-from search_algs.space import Categorical, Float, Int, _is_domain, _snap
+from search_algs.domains import MAX_INT, Categorical, Float, Int, is_domain, snap
+from search_algs.errors import SpaceError, closest, describe_value
 
 SPEC_TYPES = {
     "float": "float", "uniform": "float", "loguniform": "float", "real": "float",
@@ -51,7 +51,7 @@ def _convert(node: Any, path: str, hp_memo: dict | None = None) -> Any:
     used in two places stays one parameter (as in hyperopt)."""
     if hp_memo is None:
         hp_memo = {}
-    if _is_domain(node):
+    if is_domain(node):
         return node
     if _is_ray_domain(node):
         return from_ray_domain(node, path)
@@ -146,7 +146,7 @@ def _grid(low: float, high: float, q: float) -> tuple[float, float]:
     """Smallest and largest multiples of ``q`` inside ``[low, high]``."""
     lo = math.ceil(round(low / q, 9)) * q
     hi = math.floor(round(high / q, 9)) * q
-    return _snap(lo, q), _snap(hi, q)
+    return snap(lo, q), snap(hi, q)
 
 
 def from_ray_domain(domain: Any, path: str) -> Any:
@@ -202,7 +202,7 @@ def to_ray_param_space(template: Any) -> Any:
 
     def walk(node: Any, path: str) -> Any:
         if isinstance(node, Categorical):
-            if any(_is_domain(c) or isinstance(c, (Mapping, list, tuple)) and _has_domain(c) for c in node.choices):
+            if any(is_domain(c) or isinstance(c, (Mapping, list, tuple)) and _has_domain(c) for c in node.choices):
                 raise SpaceError(
                     f"parameter '{path}': a conditional choice cannot be expressed as a Ray Tune "
                     f"param_space; use one of this project's searchers (e.g. search='random')"
@@ -225,7 +225,7 @@ def to_ray_param_space(template: Any) -> Any:
             if isinstance(node, Int):
                 top = node.low + (n - 1) * node.step
                 return (tune.qlograndint if node.log else tune.qrandint)(node.low, top, node.step)
-            top = _snap(node.low + (n - 1) * node.step, node.step)
+            top = snap(node.low + (n - 1) * node.step, node.step)
             return (tune.qloguniform if node.log else tune.quniform)(node.low, top, node.step)
         if isinstance(node, Mapping):
             return {k: walk(v, _join(path, k)) for k, v in node.items()}
@@ -239,7 +239,7 @@ def to_ray_param_space(template: Any) -> Any:
 
 
 def _has_domain(node: Any) -> bool:
-    if _is_domain(node):
+    if is_domain(node):
         return True
     if isinstance(node, Mapping):
         return any(_has_domain(v) for v in node.values())
@@ -356,5 +356,80 @@ def _hyperopt_leaf(node: Any, cast: str | None) -> Any:
             )
         if cast == "int" and float(q).is_integer():
             return Int(int(k_lo * q), int(k_hi * q), log, int(q), label=label)
-        return Float(_snap(k_lo * q, q), _snap(k_hi * q, q), log, float(q), label=label)
+        return Float(snap(k_lo * q, q), snap(k_hi * q, q), log, float(q), label=label)
     raise SpaceError(f"parameter '{label}': hyperopt distribution '{kind}' is not supported")
+
+
+# ---- spec mappings that are almost parameter specs ----------------------------------------
+
+# Keys of a YAML parameter spec ({type: float, low: ..., high: ...}); checked by check_spec_mappings.
+_SPEC_LEAF_KEYS = {"low", "high", "log", "step", "values", "weights"}
+
+
+def check_spec_mappings(node: Any, path: str) -> None:
+    """Refuse a YAML/dict mapping that looks like a parameter spec but is not a valid one.
+
+    Any mapping that is not a ``{type: float|int|choice, ...}`` leaf is a constant passed to
+    the trainable as it is, so a typo (``type: floatt``, ``typ: float``, a missing ``type``)
+    would silently make a tuned parameter a constant dict. A mapping counts as a spec attempt
+    when its keys are otherwise spec keys (``low``, ``high``, ``values``, ...) or its type-like
+    key or value is one letter away from a real one; mappings such as ``{type: adam, lr: 0.1}``
+    stay constants. Also refuses spec bounds no float can hold (a 400-digit integer).
+    """
+    if isinstance(node, (list, tuple)):
+        for k, value in enumerate(node):
+            check_spec_mappings(value, f"{path}/{k}" if path else str(k))
+        return
+    if not isinstance(node, Mapping):
+        return
+    name = path or "value"
+    kind = node.get("type")
+    if isinstance(kind, str) and kind in SPEC_TYPES:
+        for key in ("low", "high", "step"):
+            bound = node.get(key)
+            if isinstance(bound, int) and not isinstance(bound, bool):
+                limit = MAX_INT if SPEC_TYPES[kind] == "int" else 1.7976931348623157e308
+                if abs(bound) > limit:
+                    raise SpaceError(
+                        f"parameter '{name}': '{key}' must lie within "
+                        f"{'+-2**53 (9007199254740992)' if limit == MAX_INT else '+-1.8e308'}"
+                        f" for type '{kind}', got {describe_value(bound)}; use a smaller bound"
+                        + (" (or a float parameter with log: true)" if limit == MAX_INT else "")
+                    )
+        values = node.get("values")
+        if isinstance(values, list):
+            for k, value in enumerate(values):
+                check_spec_mappings(value, f"{name}[{k}]")
+        return
+    types = sorted(SPEC_TYPES)
+    keys = {str(k) for k in node}
+    spec_keys = keys & _SPEC_LEAF_KEYS
+    type_keys = [k for k in keys if k != "type" and closest(k.lower(), ["type"], 0.7)]
+    if type_keys and "type" not in keys:
+        value = node[type_keys[0]] if type_keys[0] in node else None
+        if isinstance(value, str) and (value in SPEC_TYPES or closest(value.lower(), types, 0.75)):
+            raise SpaceError(
+                f"parameter '{name}': key {type_keys[0]!r} looks like a misspelt 'type', got "
+                f"{describe_value(dict(node))}; write type: {value if value in SPEC_TYPES else closest(value.lower(), types, 0.75)}"
+                f" (a mapping that is not a parameter spec would be passed to the trainable as a constant)"
+            )
+    if "type" in node:
+        close = closest(kind.lower(), types, 0.75) if isinstance(kind, str) else None
+        others = keys - {"type"}
+        if others and (others <= _SPEC_LEAF_KEYS or (close and spec_keys)):
+            raise SpaceError(
+                f"parameter '{name}': unknown type {describe_value(kind)} in {describe_value(dict(node))}; "
+                + (f"did you mean type: {close}? " if close else "")
+                + f"known types are {types} (a mapping that is not a parameter spec would be passed "
+                  f"to the trainable as a constant)"
+            )
+    elif "type" not in keys and keys <= _SPEC_LEAF_KEYS and ({"low", "high"} <= keys or "values" in keys):
+        guess = "choice" if "values" in keys else (
+            "int" if all(isinstance(node.get(k), int) and not isinstance(node.get(k), bool)
+                         for k in ("low", "high")) else "float")
+        raise SpaceError(
+            f"parameter '{name}': {describe_value(dict(node))} looks like a parameter spec without 'type'; "
+            f"add type: {guess} (known types are {types}), or it is passed to the trainable as a constant"
+        )
+    for key, value in node.items():
+        check_spec_mappings(value, f"{path}/{key}" if path else str(key))

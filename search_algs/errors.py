@@ -43,3 +43,11 @@ def describe_value(value: object, limit: int = 200) -> str:
     except Exception:  # noqa: BLE001 - any repr failure: say what it is instead
         text = f"<a {type(value).__name__} that cannot be printed>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def closest(key: str, known, cutoff: float = 0.6) -> str | None:
+    """The entry of ``known`` most like ``key`` (difflib ratio >= ``cutoff``), for "did you mean" hints."""
+    import difflib
+
+    matches = difflib.get_close_matches(key, sorted(known), n=1, cutoff=cutoff)
+    return matches[0] if matches else None

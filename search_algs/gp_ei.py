@@ -1,8 +1,8 @@
 """Gaussian-process Bayesian optimisation with (log) expected improvement, as a Ray Tune searcher.
 
-A thin adapter: it describes the space to the core as :class:`~search_algs.core.optimize.Dim`
-tuples, turns ``self.history`` and ``self.pending`` into unit-vector arrays, asks the core
-(:class:`search_algs.core.optimize.GPEI`, where every modelling choice is documented) for the
+A thin adapter: it describes the space to the core as :class:`~search_algs.core.dims.Dim`
+tuples (``Space.dims()``), turns ``self.history`` and ``self.pending`` into unit-vector arrays, asks the core
+(:class:`search_algs.core.gp_ei.GPEI`, where every modelling choice is documented) for the
 next unit vector and decodes it. Bookkeeping, ``points_to_evaluate``, warm start and
 save/restore come from :class:`search_algs.base.SpaceSearcher`.
 """
@@ -19,33 +19,12 @@ from scipy.stats import qmc
 
 from search_algs.base import SpaceSearcher
 from search_algs.core.gp import GPNumericalError
-from search_algs.core.optimize import GPEI, Dim, GPEIOptions
+from search_algs.core.gp_ei import GPEI, GPEIOptions
 from search_algs.space import Space
 
 logger = logging.getLogger(__name__)
 
 STARTUP_DESIGNS = ("random", "sobol")
-MAX_GRID = 4096  # discrete parameters with more grid points are searched as continuous ones
-
-
-def dims_of(space: Space) -> tuple[Dim, ...]:
-    """The core's view of ``space``: kinds, choice counts, grids (unit coordinates), conditions."""
-    dims = []
-    for p in space.params:
-        if p.is_categorical:
-            dims.append(Dim("categorical", n_choices=p.n_choices, condition=p.condition))
-        elif p.n_grid is not None:
-            n = p.n_grid
-            grid = None
-            if n <= MAX_GRID:
-                d = p.domain
-                grid = np.array([p.encode(d.low + k * d.step) for k in range(n)])
-                if np.any(np.diff(grid) <= 0):  # degenerate encodings: let decoding snap instead
-                    grid = None
-            dims.append(Dim("discrete", grid=grid, condition=p.condition))
-        else:
-            dims.append(Dim("continuous", condition=p.condition))
-    return tuple(dims)
 
 
 def _blas_single_thread():
@@ -61,7 +40,8 @@ def _blas_single_thread():
 
 
 class GPEISearch(SpaceSearcher):
-    """GP-EI: a Matern-5/2 GP with MAP hyperparameters, LogEI, kriging believer for parallelism.
+    """GP-EI: a Matern-5/2 GP with MAP hyperparameters on half-rank-warped losses, LogEI, and EI
+    averaged over the outcomes of running trials for parallelism.
 
     Args:
         space, metric, mode, points_to_evaluate, seed: see :class:`SpaceSearcher`.
@@ -73,9 +53,14 @@ class GPEISearch(SpaceSearcher):
             uniform draws, ``Space.sample_flat``) or ``"sobol"`` (the first points of a scrambled
             Sobol sequence seeded by the searcher's generator: even coverage; measured no better
             over 50 seeds on Branin and Hartmann6, BENCHMARKS.md C5).
-        noise: ``"auto"`` (detect from the fitted noise), ``"none"`` (incumbent = best
-            observed) or ``"noisy"`` (incumbent = best posterior mean at the evaluated
-            points; see :mod:`search_algs.core.acquisition`).
+        noise: ``"none"`` (default: incumbent and recommendation = best observed), ``"auto"``
+            (the noisy rules below when the fitted noise-to-signal ratio passes
+            ``noise_threshold``) or ``"noisy"`` (incumbent = least posterior mean at the
+            evaluated points, recommendation = the evaluated point with the least posterior
+            mean; see :mod:`search_algs.core.acquisition`). ``"none"`` is the default since
+            2026-12-07: on the real tabular problems the posterior-mean recommendation picked a
+            worse point than the best observation in 31 runs and a better one in 16 (GP-EI and
+            KG, 135 runs; BENCHMARKS.md, 2026-12-07 section).
         options: every other setting of the core, a :class:`GPEIOptions` or a mapping of some
             of its fields (nested parts as mappings too, e.g. ``{"noisy_acqf": "nei", "prior":
             {"noise_loc": -6}}``, as ``search_options`` in YAML give it); its ``noise`` is
@@ -83,8 +68,9 @@ class GPEISearch(SpaceSearcher):
             ``{"noisy_acqf": "nei"}`` measured best (BENCHMARKS.md C5).
 
     Give Tune a :class:`~ray.tune.search.ConcurrencyLimiter` around this searcher to run
-    several trials at once (without one Tune keeps only one pending trial); running trials
-    are fantasised at their posterior mean, so concurrent suggestions differ.
+    several trials at once (without one Tune keeps only one pending trial); EI is averaged over
+    the running trials' possible outcomes (``options={"pending": "believer"}``: fantasised at
+    their posterior mean), so concurrent suggestions differ.
 
     Subclasses that share the GP and its fit but acquire differently (:class:`KGSearch`) swap
     the core through the class attributes below.
@@ -95,6 +81,7 @@ class GPEISearch(SpaceSearcher):
     label = "GP-EI"
     model_errors: tuple = (GPNumericalError,)
     default_startup_design = "random"
+    default_noise = "none"
 
     def __init__(
         self,
@@ -106,7 +93,7 @@ class GPEISearch(SpaceSearcher):
         *,
         n_startup: int | None = None,
         startup_design: str | None = None,
-        noise: str = "auto",
+        noise: str | None = None,
         options: Any = None,
     ):
         me, opts = type(self).__name__, self.options_class
@@ -130,6 +117,7 @@ class GPEISearch(SpaceSearcher):
                 f"{type(options).__name__}; e.g. {{'noisy_acqf': 'nei', 'prior': {{'noise_loc': -6}}}}"
             )
         base = options or opts()
+        noise = self.default_noise if noise is None else noise
         self.options = opts.from_dict({**base.as_dict(), "noise": noise})
         self.options.validate()
         self.n_startup = None if n_startup is None else int(n_startup)
@@ -171,7 +159,7 @@ class GPEISearch(SpaceSearcher):
 
     def _model(self) -> Any:
         if self._core is None or self._core_space is not self.space:
-            self._core, self._core_space = self.core_class(dims_of(self.space), self.options), self.space
+            self._core, self._core_space = self.core_class(self.space.dims(), self.options), self.space
             if self._core_state is not None:
                 self._core.load_state(self._core_state)
                 self._core_state = None

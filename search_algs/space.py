@@ -36,7 +36,19 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from search_algs.errors import SpaceError, describe_value
+from search_algs import converters
+from search_algs.core.dims import CATEGORICAL, CONTINUOUS, DISCRETE, Dim
+from search_algs.domains import (
+    Categorical,
+    Float,
+    Int,
+    contains_domain,
+    is_domain,
+    snap,
+)
+from search_algs.errors import SpaceError, closest, describe_value
+
+_fmt = describe_value
 
 __all__ = [
     "Float",
@@ -48,154 +60,10 @@ __all__ = [
 ]
 
 
-# Largest integer bound: every integer up to 2**53 is exactly one float64.
-MAX_INT = 2**53
-
-
-def _fmt(value: Any) -> str:
-    """``repr(value)`` for a message, also for values Python will not print: an integer of
-    more than 4300 digits raises ``ValueError`` in ``repr`` (CPython's int-to-str limit)."""
-    return describe_value(value)
-
-
-def _snap(value: float, step: float, scale: float = 0.0) -> float:
-    """``value`` on a grid of ``step`` with float noise removed (``0.1 * 3`` gives ``0.3``):
-    rounded to 12 significant digits of ``scale`` (the grid's magnitude, at least ``|value|``),
-    but never coarser than 9 digits below ``step``, so grid points never merge."""
-    scale = max(abs(value), abs(scale), step)
-    decimals = max(11 - math.floor(math.log10(scale)), 9 - math.floor(math.log10(step)))
-    return float(round(value, decimals))
-
-
-@dataclass(frozen=True)
-class Float:
-    """A real number in ``[low, high]``, optionally log-scaled and/or on a grid of ``step``."""
-
-    low: float
-    high: float
-    log: bool = False
-    step: float | None = None
-    label: str | None = field(default=None, compare=False)
-
-    def validate(self, name: str) -> None:
-        for bound_name, bound in (("low", self.low), ("high", self.high)):
-            if not isinstance(bound, (int, float)) or isinstance(bound, bool) or not math.isfinite(bound):
-                raise SpaceError(
-                    f"parameter '{name}': '{bound_name}' must be a finite number, got {_fmt(bound)}; "
-                    f"give finite numeric bounds"
-                )
-        if self.low > self.high:
-            raise SpaceError(
-                f"parameter '{name}': low must be <= high, got low={self.low}, high={self.high}; "
-                f"swap the bounds"
-            )
-        if not math.isfinite(float(self.high) - float(self.low)):
-            # The unit-cube encoding works on high - low: an infinite width decodes every
-            # point to one bound (Float(-1e308, 1e308) would always sample 1e308).
-            raise SpaceError(
-                f"parameter '{name}': the width high - low must be a finite number, got "
-                f"low={self.low}, high={self.high} (width overflows to inf); use bounds less than "
-                f"about 1.7e308 apart, e.g. rescale the parameter or use log: true with low > 0"
-            )
-        if self.log and self.low <= 0:
-            raise SpaceError(
-                f"parameter '{name}': a log-scaled range needs low > 0, got low={self.low}; "
-                f"use a positive lower bound or log: false"
-            )
-        if self.step is not None:
-            if (isinstance(self.step, bool) or not isinstance(self.step, (int, float))
-                    or not self.step > 0 or not math.isfinite(self.step)):
-                raise SpaceError(
-                    f"parameter '{name}': step must be a positive number, got {_fmt(self.step)}; "
-                    f"use step > 0 or leave it out"
-                )
-            if self.step > self.high - self.low + 1e-12 * max(1.0, abs(self.high)) and self.low != self.high:
-                raise SpaceError(
-                    f"parameter '{name}': step={self.step} is larger than the range "
-                    f"[{self.low}, {self.high}]; use a smaller step"
-                )
-
-
-@dataclass(frozen=True)
-class Int:
-    """An integer in ``[low, high]`` (both inclusive) on a grid of ``step``, optionally log-scaled."""
-
-    low: int
-    high: int
-    log: bool = False
-    step: int = 1
-    label: str | None = field(default=None, compare=False)
-
-    def validate(self, name: str) -> None:
-        for bound_name, bound in (("low", self.low), ("high", self.high), ("step", self.step)):
-            if isinstance(bound, bool) or not isinstance(bound, (int, np.integer)):
-                raise SpaceError(
-                    f"parameter '{name}': '{bound_name}' of an integer parameter must be an int, "
-                    f"got {_fmt(bound)}; use a whole number or a float parameter"
-                )
-            if abs(int(bound)) > MAX_INT:
-                # The numerical cores encode every value as a float64 in [0, 1]: above 2**53
-                # neighbouring integers are the same float, so the grid would collapse.
-                raise SpaceError(
-                    f"parameter '{name}': '{bound_name}' of an integer parameter must lie within "
-                    f"+-2**53 ({MAX_INT}), got {_fmt(bound)}; use smaller bounds, or a float "
-                    f"parameter with log: true for a range this wide"
-                )
-        if self.low > self.high:
-            raise SpaceError(
-                f"parameter '{name}': low must be <= high, got low={self.low}, high={self.high}; "
-                f"swap the bounds"
-            )
-        if self.log and self.low <= 0:
-            raise SpaceError(
-                f"parameter '{name}': a log-scaled range needs low > 0, got low={self.low}; "
-                f"use a positive lower bound or log: false"
-            )
-        if self.step < 1:
-            raise SpaceError(
-                f"parameter '{name}': step must be >= 1, got step={self.step}; use a positive step"
-            )
-        if self.step > self.high - self.low and self.low != self.high:
-            raise SpaceError(
-                f"parameter '{name}': step={self.step} is larger than the range "
-                f"[{self.low}, {self.high}]; use a smaller step"
-            )
-
-
-@dataclass(frozen=True)
-class Categorical:
-    """One of ``choices``. A choice may be a template holding domains (a conditional branch).
-
-    ``weights`` (optional, e.g. from hyperopt's ``hp.pchoice``) bias random sampling only;
-    encoding stays uniform. ``label`` (optional, on every domain) names the parameter; by
-    default it is named by its path in the template (``a/b``, ``model[1]/depth``).
-    """
-
-    choices: tuple
-    weights: tuple | None = None
-    label: str | None = field(default=None, compare=False)
-
-    def __init__(self, choices: Sequence, weights: Sequence[float] | None = None, label: str | None = None):
-        object.__setattr__(self, "choices", tuple(choices) if isinstance(choices, (list, tuple)) else choices)
-        object.__setattr__(self, "weights", None if weights is None else tuple(float(w) for w in weights))
-        object.__setattr__(self, "label", label)
-
-    def validate(self, name: str) -> None:
-        if not isinstance(self.choices, tuple) or len(self.choices) == 0:
-            raise SpaceError(
-                f"parameter '{name}': choices must be a non-empty list, got {_fmt(self.choices)}; "
-                f"list at least one value"
-            )
-        if self.weights is not None:
-            w = np.asarray(self.weights)
-            if len(w) != len(self.choices) or np.any(~np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-                raise SpaceError(
-                    f"parameter '{name}': weights must be {len(self.choices)} non-negative numbers "
-                    f"with a positive sum, got {list(self.weights)}; fix the weights"
-                )
-
-
-Domain = (Float, Int, Categorical)
+# The leaves (Float, Int, Categorical) live in search_algs/domains.py; the YAML-spec checks
+# in search_algs/converters.py. ``_is_domain``/``_contains_domain``/``_snap`` are kept as
+# aliases for callers outside search_algs that still use them (orchestrator/spec.py).
+_is_domain, _contains_domain, _snap = is_domain, contains_domain, snap
 
 
 @dataclass(frozen=True)
@@ -310,18 +178,26 @@ class Param:
         return d.low <= value <= d.high
 
 
-def _is_domain(obj: Any) -> bool:
-    return isinstance(obj, Domain)
+# Discrete parameters with more grid points than this are searched as continuous ones by the
+# cores (decoding still snaps them to the grid).
+MAX_GRID = 4096
 
 
-def _contains_domain(obj: Any) -> bool:
-    if _is_domain(obj):
-        return True
-    if isinstance(obj, Mapping):
-        return any(_contains_domain(v) for v in obj.values())
-    if isinstance(obj, (list, tuple)):
-        return any(_contains_domain(v) for v in obj)
-    return False
+def param_dim(p: Param) -> Dim:
+    """The :class:`~search_algs.core.dims.Dim` of one parameter: a grid point decodes from the
+    cell between the midpoints to its neighbours, midpoints taken on the value scale (so on
+    log grids the cells are unequal in ``u``)."""
+    if p.is_categorical:
+        return Dim(CATEGORICAL, n_choices=p.n_choices, condition=p.condition)
+    n = p.n_grid
+    if n is None or n > MAX_GRID:
+        return Dim(DISCRETE if n is not None else CONTINUOUS, condition=p.condition)
+    d = p.domain
+    grid = np.array([p.encode(d.low + k * d.step) for k in range(n)])
+    edges = np.array([0.0, *(p.encode(d.low + (k - 0.5) * d.step) for k in range(1, n)), 1.0])
+    if np.any(np.diff(grid) <= 0) or np.any(np.diff(edges) < 0):  # degenerate encodings: decoding snaps
+        return Dim(DISCRETE, condition=p.condition)
+    return Dim(DISCRETE, grid=grid, edges=edges, condition=p.condition)
 
 
 @dataclass
@@ -351,6 +227,7 @@ class Space:
             )
         self.params = tuple(params)
         self._index = {p.name: i for i, p in enumerate(self.params)}
+        self._dims: tuple[Dim, ...] | None = None
 
     def __reduce__(self):
         # The flattened view is keyed by the identity of template nodes, which pickling does
@@ -365,9 +242,7 @@ class Space:
         ``param_space`` or a hyperopt ``hp.*`` space (detected by type)."""
         if isinstance(obj, Space):
             return obj
-        from search_algs import converters
-
-        _check_spec_mappings(obj, "")
+        converters.check_spec_mappings(obj, "")
         return cls(converters.to_template(obj))
 
     def _collect(self, node: Any, path: str, context: tuple[int, int] | None, out: list[Param]) -> None:
@@ -440,6 +315,14 @@ class Space:
     @property
     def is_conditional(self) -> bool:
         return any(p.condition for p in self.params)
+
+    def dims(self) -> tuple[Dim, ...]:
+        """The cores' view of the parameters (:class:`~search_algs.core.dims.Dim`, one per
+        parameter, in order): kinds, choice counts, grids and their cells (unit coordinates),
+        conditions. Every core (TPE, GP-EI, KG) takes this tuple."""
+        if self._dims is None:
+            self._dims = tuple(param_dim(p) for p in self.params)
+        return self._dims
 
     def index(self, name: str) -> int:
         return self._index[name]
@@ -639,7 +522,7 @@ class Space:
             for key, sub in value.items():
                 sub_path = f"{path}/{key}" if path else str(key)
                 if key not in node:
-                    hint = _closest(str(key), [str(k) for k in node])
+                    hint = closest(str(key), [str(k) for k in node])
                     raise SpaceError(
                         f"'{sub_path}': unknown key {_fmt(key)}; the space has {sorted(map(str, node))}"
                         + (f"; did you mean {hint!r}?" if hint else "; drop it or add it to the space")
@@ -708,88 +591,6 @@ def _domain_text(d: Any) -> str:
     kind = "an integer" if isinstance(d, Int) else "a float"
     extra = (" log-scaled" if d.log else "") + (f" on a step of {d.step}" if d.step not in (None, 1) else "")
     return f"[{_fmt(d.low)}, {_fmt(d.high)}] ({kind}{extra})"
-
-
-def _closest(key: str, known: Sequence[str], cutoff: float = 0.6) -> str | None:
-    import difflib
-
-    matches = difflib.get_close_matches(key, sorted(known), n=1, cutoff=cutoff)
-    return matches[0] if matches else None
-
-
-# Keys of a YAML parameter spec ({type: float, low: ..., high: ...}); see search_algs/converters.py.
-_SPEC_KEYS = {"low", "high", "log", "step", "values", "weights"}
-
-
-def _check_spec_mappings(node: Any, path: str) -> None:
-    """Refuse a YAML/dict mapping that looks like a parameter spec but is not a valid one.
-
-    Any mapping that is not a ``{type: float|int|choice, ...}`` leaf is a constant passed to
-    the trainable as it is, so a typo (``type: floatt``, ``typ: float``, a missing ``type``)
-    would silently make a tuned parameter a constant dict. A mapping counts as a spec attempt
-    when its keys are otherwise spec keys (``low``, ``high``, ``values``, ...) or its type-like
-    key or value is one letter away from a real one; mappings such as ``{type: adam, lr: 0.1}``
-    stay constants. Also refuses spec bounds no float can hold (a 400-digit integer).
-    """
-    from search_algs.converters import SPEC_TYPES
-
-    if isinstance(node, (list, tuple)):
-        for k, value in enumerate(node):
-            _check_spec_mappings(value, f"{path}/{k}" if path else str(k))
-        return
-    if not isinstance(node, Mapping):
-        return
-    name = path or "value"
-    kind = node.get("type")
-    if isinstance(kind, str) and kind in SPEC_TYPES:
-        for key in ("low", "high", "step"):
-            bound = node.get(key)
-            if isinstance(bound, int) and not isinstance(bound, bool):
-                limit = MAX_INT if SPEC_TYPES[kind] == "int" else 1.7976931348623157e308
-                if abs(bound) > limit:
-                    raise SpaceError(
-                        f"parameter '{name}': '{key}' must lie within "
-                        f"{'+-2**53 (9007199254740992)' if limit == MAX_INT else '+-1.8e308'}"
-                        f" for type '{kind}', got {_fmt(bound)}; use a smaller bound"
-                        + (" (or a float parameter with log: true)" if limit == MAX_INT else "")
-                    )
-        values = node.get("values")
-        if isinstance(values, list):
-            for k, value in enumerate(values):
-                _check_spec_mappings(value, f"{name}[{k}]")
-        return
-    types = sorted(SPEC_TYPES)
-    keys = {str(k) for k in node}
-    spec_keys = keys & _SPEC_KEYS
-    type_keys = [k for k in keys if k != "type" and _closest(k.lower(), ["type"], 0.7)]
-    if type_keys and "type" not in keys:
-        value = node[type_keys[0]] if type_keys[0] in node else None
-        if isinstance(value, str) and (value in SPEC_TYPES or _closest(value.lower(), types, 0.75)):
-            raise SpaceError(
-                f"parameter '{name}': key {type_keys[0]!r} looks like a misspelt 'type', got "
-                f"{_fmt(dict(node))}; write type: {value if value in SPEC_TYPES else _closest(value.lower(), types, 0.75)}"
-                f" (a mapping that is not a parameter spec would be passed to the trainable as a constant)"
-            )
-    if "type" in node:
-        close = _closest(kind.lower(), types, 0.75) if isinstance(kind, str) else None
-        others = keys - {"type"}
-        if others and (others <= _SPEC_KEYS or (close and spec_keys)):
-            raise SpaceError(
-                f"parameter '{name}': unknown type {_fmt(kind)} in {_fmt(dict(node))}; "
-                + (f"did you mean type: {close}? " if close else "")
-                + f"known types are {types} (a mapping that is not a parameter spec would be passed "
-                  f"to the trainable as a constant)"
-            )
-    elif "type" not in keys and keys <= _SPEC_KEYS and ({"low", "high"} <= keys or "values" in keys):
-        guess = "choice" if "values" in keys else (
-            "int" if all(isinstance(node.get(k), int) and not isinstance(node.get(k), bool)
-                         for k in ("low", "high")) else "float")
-        raise SpaceError(
-            f"parameter '{name}': {_fmt(dict(node))} looks like a parameter spec without 'type'; "
-            f"add type: {guess} (known types are {types}), or it is passed to the trainable as a constant"
-        )
-    for key, value in node.items():
-        _check_spec_mappings(value, f"{path}/{key}" if path else str(key))
 
 
 def _equal(a: Any, b: Any) -> bool:

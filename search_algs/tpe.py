@@ -85,7 +85,7 @@ class TPESearch(SpaceSearcher):
 
     def _tpe(self) -> TPE:
         if self._core is None or self._core_space is not self.space:
-            self._core, self._core_space = TPE(self.space.params, self.options), self.space
+            self._core, self._core_space = TPE(self.space.dims(), self.options), self.space
         return self._core
 
     def propose(self) -> dict[str, Any]:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import os
 import time
 
 import pytest
 
-from orchestrator import tune
-from orchestrator.spec import SpecError
+from orchestrator import run, tune
+from orchestrator.spec import ExperimentSpec, SpecError
 from search_algs import Float, Int, Categorical
 
 SPACE = {"x": Float(-2.0, 2.0), "n": Int(1, 4), "kind": Categorical(["a", "b"]), "fixed": 7}
@@ -160,3 +162,57 @@ def test_the_searchers_recommendation_is_in_the_result(ray_local, tmp_path):
                   storage_path=str(tmp_path), tracking_uri="", verbose=0)
     # Random search recommends its best completed trial: the best config.
     assert result.recommended_config == result.best_config
+
+
+# ----- tune() and ExperimentSpec: one definition of the fields; the spec given is not changed ------
+
+
+@pytest.fixture
+def captured_run(monkeypatch):
+    """tune() up to run(): what run() would have been given, without running."""
+    from orchestrator import api
+
+    calls = []
+    monkeypatch.setattr(api, "run", lambda spec, verbose, callbacks: calls.append((spec, verbose, callbacks)))
+    return calls
+
+
+def test_tune_accepts_every_spec_field(captured_run):
+    values = {f.name: f"<{f.name}>" for f in dataclasses.fields(ExperimentSpec)}
+    tune(verbose=0, callbacks=["a callback"], **values)
+    (spec, verbose, callbacks), = captured_run
+    assert spec == ExperimentSpec(**values)
+    assert (verbose, callbacks) == (0, ["a callback"])
+
+
+def test_tune_takes_none_for_a_mapping_field_as_its_default(captured_run):
+    tune(quadratic, SPACE, metric="loss", mode="min", search_options=None, scheduler_options=None,
+         resources=None, keep_checkpoints=None)
+    (spec, _, _), = captured_run
+    defaults = ExperimentSpec(quadratic, SPACE, "loss", "min")
+    assert (spec.search_options, spec.scheduler_options, spec.resources) == \
+        (defaults.search_options, defaults.scheduler_options, defaults.resources)
+    assert spec.keep_checkpoints is None  # not a mapping: None is the value (keep every checkpoint)
+
+
+def test_tune_names_an_unknown_keyword_and_the_nearest_fields(captured_run):
+    with pytest.raises(SpecError, match=r"unknown keyword argument 'keep_checkpoint'; did you mean "
+                                        r"'keep_checkpoints'"):
+        tune(quadratic, SPACE, metric="loss", mode="min", keep_checkpoint=2)
+    with pytest.raises(SpecError, match=r"tune\(\): mode is required; say whether to minimise"):
+        tune(quadratic, SPACE, metric="loss")
+    assert not captured_run
+
+
+def test_run_leaves_the_spec_it_is_given_unchanged(ray_local, tmp_path):
+    """The run fills in the concurrency, the tracking URI, the space as a Space and the resources
+    in full, on its own copy."""
+    spec = ExperimentSpec(quadratic, dict(SPACE), "loss", "min", num_samples=2, resources={"cpu": 1},
+                          storage_path=str(tmp_path))
+    given = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}
+    copies = copy.deepcopy(given)
+    result = run(spec, verbose=0)
+    assert len(result.trials) == 2 and result.tracking_uri.startswith("sqlite:")  # on the run's copy
+    for name, value in given.items():
+        assert getattr(spec, name) is value and value == copies[name], name
+    assert spec.max_concurrent is None and spec.tracking_uri is None

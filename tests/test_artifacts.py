@@ -1,4 +1,5 @@
-"""Artifacts on the MLflow parent run at the end of a tuning run (orchestrator/tracking/artifacts.py).
+"""Artifacts on the MLflow parent run at the end of a tuning run (orchestrator/tracking/artifact_log.py,
+plots.py, lineage.py, model_registry.py).
 
 One short real tune of the digits MLP (3 trials, 2 epochs) against the session's real MLflow
 server, with ``register_model``, feeds most tests; the failure tests point the uploads at a
@@ -19,7 +20,8 @@ import pytest
 
 from orchestrator import tune
 from orchestrator.spec import ExperimentSpec, SpecError
-from orchestrator.tracking import artifacts
+from orchestrator.tracking import artifact_log, model_registry, plots
+from orchestrator.tracking.lineage import lineage_of, normalise_lineage
 from search_algs import Categorical, Float, Int
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -65,13 +67,13 @@ def _dead_uri():
 def digits_run(mlflow_server_process, ray_local, mlflow_server, tmp_path_factory):
     model_name = f"digits-{uuid.uuid4().hex[:8]}"
     reports = []
-    original = artifacts.log_run_artifacts
+    original = artifact_log.log_run_artifacts
 
     def recording(*args, **kwargs):
         reports.append(original(*args, **kwargs))
         return reports[-1]
 
-    artifacts.log_run_artifacts = recording  # the API looks it up at call time
+    artifact_log.log_run_artifacts = recording  # the API looks it up at call time
     start = time.monotonic()
     try:
         result = tune("examples.digits_mlp:train_digits", DIGITS_SPACE, metric="val_loss", mode="min",
@@ -79,7 +81,7 @@ def digits_run(mlflow_server_process, ray_local, mlflow_server, tmp_path_factory
                       storage_path=str(tmp_path_factory.mktemp("digits")), name="artifacts-digits",
                       register_model=model_name, verbose=0)
     finally:
-        artifacts.log_run_artifacts = original
+        artifact_log.log_run_artifacts = original
     seconds = time.monotonic() - start
     print(f"\ndigits tune: {seconds:.1f} s, of which artifacts and model registration: "
           f"{reports[0].seconds:.1f} s")
@@ -132,9 +134,9 @@ def test_parent_run_holds_spec_tables_plots_and_best_checkpoint(digits_run, mlfl
 
     assert files.get("best_checkpoint/state.pt", 0) > 1000, sorted(files)
     run = client.get_run(run_id)
-    best_dir = run.data.tags[artifacts.BEST_CHECKPOINT_TAG]
+    best_dir = run.data.tags[artifact_log.BEST_CHECKPOINT_TAG]
     assert result.best_trial_id in best_dir and os.path.basename(best_dir).startswith("checkpoint_")
-    assert run.data.tags[artifacts.ARTIFACTS_TAG] == "complete"
+    assert run.data.tags[artifact_log.ARTIFACTS_TAG] == "complete"
     assert run.info.status == "FINISHED"  # logging the model did not reopen the run
 
 
@@ -148,20 +150,20 @@ def test_best_model_is_registered_as_champion_and_predicts(digits_run, mlflow_se
     client = _client(mlflow_server)
     version = client.get_model_version_by_alias(model_name, "champion")
     assert version.run_id == result.mlflow_run_id and version.status == "READY"
-    assert client.get_run(result.mlflow_run_id).data.tags[artifacts.REGISTERED_TAG] == \
+    assert client.get_run(result.mlflow_run_id).data.tags[artifact_log.REGISTERED_TAG] == \
         f"{model_name}/{version.version}"
     assert version.source.startswith("models:/m-")  # a logged model (MLflow 3), not a run path
     logged = client.get_logged_model(version.source.removeprefix("models:/"))
     assert logged.experiment_id == result.mlflow_experiment_id
     assert logged.source_run_id == result.mlflow_run_id
-    with artifacts._tracking_uri(mlflow_server):
+    with model_registry.using_tracking_uri(mlflow_server):
         model = mlflow.pytorch.load_model(f"models:/{model_name}@champion")
     _, (x_val, y_val) = load_digits_split()
     with torch.no_grad():
         logits = model(torch.from_numpy(x_val))
     assert tuple(logits.shape) == (len(x_val), 10)
     # the very weights of the best checkpoint
-    checkpoint = client.get_run(result.mlflow_run_id).data.tags[artifacts.BEST_CHECKPOINT_TAG]
+    checkpoint = client.get_run(result.mlflow_run_id).data.tags[artifact_log.BEST_CHECKPOINT_TAG]
     with torch.no_grad():
         expected = load_model(checkpoint, result.best_config)(torch.from_numpy(x_val))
     assert torch.equal(logits, expected)
@@ -179,7 +181,7 @@ def test_lineage_records_give_a_lineage_plot(digits_run, mlflow_server, tmp_path
          "target_config": {"lr": 0.05}, "new_config": {"lr": 0.04}},
     ]
     spec = ExperimentSpec("examples.digits_mlp:train_digits", DIGITS_SPACE, "val_loss", "min")
-    report = artifacts.log_run_artifacts(mlflow_server, run_id, result.experiment_path, result,
+    report = artifact_log.log_run_artifacts(mlflow_server, run_id, result.experiment_path, result,
                                          spec=spec, lineage=records)
     assert report.complete, report.failed
     files = dict(_all_artifacts(client, run_id))
@@ -198,7 +200,7 @@ def test_remote_checkpoint_is_a_tag_and_storage_is_searched_without_a_grid(digit
     from types import SimpleNamespace
 
     result, _ = digits_run
-    found = artifacts.best_checkpoint(SimpleNamespace(best_trial_id=result.best_trial_id, result_grid=None),
+    found = model_registry.best_checkpoint(SimpleNamespace(best_trial_id=result.best_trial_id, result_grid=None),
                                       result.experiment_path)
     expected = next(r.checkpoint for r in result.result_grid if r.metrics["trial_id"] == result.best_trial_id)
     assert found is not None and found.path == expected.path
@@ -211,10 +213,10 @@ def test_remote_checkpoint_is_a_tag_and_storage_is_searched_without_a_grid(digit
     client = _client(mlflow_server)
     run_id = client.create_run(result.mlflow_experiment_id, run_name="remote").info.run_id
     spec = ExperimentSpec("examples.digits_mlp:train_digits", DIGITS_SPACE, "val_loss", "min")
-    report = artifacts.log_run_artifacts(mlflow_server, run_id, result.experiment_path, fake, spec=spec)
+    report = artifact_log.log_run_artifacts(mlflow_server, run_id, result.experiment_path, fake, spec=spec)
     assert report.complete, report.failed
-    assert f"tag {artifacts.BEST_CHECKPOINT_TAG}" in report.uploaded
-    assert client.get_run(run_id).data.tags[artifacts.BEST_CHECKPOINT_TAG] == \
+    assert f"tag {artifact_log.BEST_CHECKPOINT_TAG}" in report.uploaded
+    assert client.get_run(run_id).data.tags[artifact_log.BEST_CHECKPOINT_TAG] == \
         "s3://bucket/runs/exp/trial/checkpoint_000001"
     assert not any(p.startswith("best_checkpoint") for p, _ in _all_artifacts(client, run_id))
 
@@ -236,18 +238,18 @@ def test_plots_take_pbt_repeats_choices_gaps_and_odd_ids(tmp_path):
                            "config/depth": [2.0, np.nan, 3.0, np.nan], "config/epochs": [6, 6, 6, 6]})
     space = {"lr": {"type": "float", "log": True},
              "opt": {"type": "categorical", "choices": ["sgd", "adam", "rms"]}}
-    lineage = artifacts.normalise_lineage([("c1", "f3", 3, {"lr": 0.01}, {"lr": 0.03})])
+    lineage = normalise_lineage([("c1", "f3", 3, {"lr": 0.01}, {"lr": 0.03})])
     paths = {name: str(tmp_path / f"{name}.png") for name in ("history", "parallel", "curves", "lineage")}
-    artifacts.plot_optimization_history(trials, "loss", "min", paths["history"], order=ids)
-    artifacts.plot_parallel_coordinates(trials, "loss", "min", paths["parallel"], space)
-    artifacts.plot_learning_curves(metrics, "loss", "min", paths["curves"], best_trial="c1", order=ids)
-    artifacts.plot_pbt_lineage(lineage, metrics, "loss", "min", paths["lineage"], order=ids)
+    plots.plot_optimization_history(trials, "loss", "min", paths["history"], order=ids)
+    plots.plot_parallel_coordinates(trials, "loss", "min", paths["parallel"], space)
+    plots.plot_learning_curves(metrics, "loss", "min", paths["curves"], best_trial="c1", order=ids)
+    plots.plot_pbt_lineage(lineage, metrics, "loss", "min", paths["lineage"], order=ids)
     for path in paths.values():
         with open(path, "rb") as f:
             assert f.read(8) == PNG_MAGIC and os.path.getsize(path) > 2000
-    with pytest.raises(artifacts._Nothing):
-        artifacts.plot_learning_curves(metrics, "accuracy", "max", str(tmp_path / "none.png"))
-    assert artifacts.creation_order(None, metrics) == ["f3", "0a", "c1", "9b"]  # by first report
+    with pytest.raises(plots.NothingToPlot):
+        plots.plot_learning_curves(metrics, "accuracy", "max", str(tmp_path / "none.png"))
+    assert plots.creation_order(None, metrics) == ["f3", "0a", "c1", "9b"]  # by first report
 
 
 def test_lineage_of_finds_a_schedulers_lineage():
@@ -258,18 +260,18 @@ def test_lineage_of_finds_a_schedulers_lineage():
     class Adapter:
         policy = Policy()
 
-    assert artifacts.lineage_of(Policy()) == [("t1", "t0", 4, {}, {})]
-    assert artifacts.lineage_of(Adapter()) == [("t1", "t0", 4, {}, {})]
-    assert artifacts.lineage_of(object()) is None
+    assert lineage_of(Policy()) == [("t1", "t0", 4, {}, {})]
+    assert lineage_of(Adapter()) == [("t1", "t0", 4, {}, {})]
+    assert lineage_of(object()) is None
     record = {"seq": 0, "target": "t1", "donor": "t0", "time": 8.0, "donor_time": 6.0,
               "target_config": {"lr": 0.1}, "donor_config": {"lr": 0.2}, "new_config": {"lr": 0.24},
               "operations": {"lr": "perturb*1.2"}, "generation": None}  # PBTScheduler.lineage()
-    assert artifacts.normalise_lineage([record]) == [{
+    assert normalise_lineage([record]) == [{
         "seq": 0, "target": "t1", "donor": "t0", "step": 8.0, "donor_step": 6.0,
         "old_config": {"lr": 0.1}, "donor_config": {"lr": 0.2}, "new_config": {"lr": 0.24},
         "operations": {"lr": "perturb*1.2"}, "generation": None}]
     with pytest.raises(ValueError, match="target, donor, step"):
-        artifacts.normalise_lineage([("t1", "t0")])
+        normalise_lineage([("t1", "t0")])
 
 
 # ----- failures: loud, never fatal -------------------------------------------------------
@@ -277,9 +279,9 @@ def test_lineage_of_finds_a_schedulers_lineage():
 
 def test_dead_server_logs_a_warning_naming_each_part(digits_run, caplog):
     result, _ = digits_run
-    caplog.set_level(logging.WARNING, logger="orchestrator.tracking.artifacts")
+    caplog.set_level(logging.WARNING, logger="orchestrator.tracking.artifact_log")
     start = time.monotonic()
-    report = artifacts.log_run_artifacts(_dead_uri(), result.mlflow_run_id, result.experiment_path, result)
+    report = artifact_log.log_run_artifacts(_dead_uri(), result.mlflow_run_id, result.experiment_path, result)
     assert time.monotonic() - start < 30
     assert not report.uploaded
     assert set(report.failed) >= {"spec.json", "tables/", "plots/", "best_checkpoint"}
@@ -302,32 +304,32 @@ def test_refused_uploads_are_named_and_the_rest_still_goes(digits_run, mlflow_se
                 raise PermissionError("artifact store said no")
             return super().log_artifacts(run_id, local_dir, artifact_path)
 
-    caplog.set_level(logging.WARNING, logger="orchestrator.tracking.artifacts")
+    caplog.set_level(logging.WARNING, logger="orchestrator.tracking.artifact_log")
     spec = ExperimentSpec("examples.digits_mlp:train_digits", DIGITS_SPACE, "val_loss", "min")
-    report = artifacts.log_run_artifacts(mlflow_server, run_id, result.experiment_path, result,
+    report = artifact_log.log_run_artifacts(mlflow_server, run_id, result.experiment_path, result,
                                          spec=spec, client=RefusesPlots(mlflow_server))
     assert list(report.failed) == ["plots/"] and "artifact store said no" in report.failed["plots/"]
     assert "spec.json" in report.uploaded and "best_checkpoint/" in report.uploaded
     assert "plots/ not uploaded" in caplog.text
     files = dict(_all_artifacts(client, run_id))
     assert "tables/trials.parquet" in files and not any(p.startswith("plots/") for p in files)
-    assert client.get_run(run_id).data.tags[artifacts.ARTIFACTS_TAG] == "incomplete: plots/"
+    assert client.get_run(run_id).data.tags[artifact_log.ARTIFACTS_TAG] == "incomplete: plots/"
 
 
 def test_a_run_whose_artifacts_fail_still_returns_its_result(ray_local, mlflow_server, tmp_path,
                                                              monkeypatch, caplog):
-    original = artifacts.log_run_artifacts
+    original = artifact_log.log_run_artifacts
     dead = _dead_uri()
-    monkeypatch.setattr(artifacts, "log_run_artifacts",
+    monkeypatch.setattr(artifact_log, "log_run_artifacts",
                         lambda uri, *args, **kwargs: original(dead, *args, **kwargs))
-    caplog.set_level(logging.WARNING, logger="orchestrator.tracking.artifacts")
+    caplog.set_level(logging.WARNING, logger="orchestrator.tracking.artifact_log")
     result = tune(quick_steps, {"x": Float(0.0, 1.0)}, metric="loss", mode="min", num_samples=1,
                   tracking_uri=mlflow_server, storage_path=str(tmp_path),
                   name="artifacts-dead", verbose=0)
     assert result.best_metric is not None and len(result.trials) == 1
     assert "incomplete" in caplog.text and "tracking server unreachable" in caplog.text
     run = _client(mlflow_server).get_run(result.mlflow_run_id)
-    assert run.info.status == "FINISHED" and artifacts.ARTIFACTS_TAG not in run.data.tags
+    assert run.info.status == "FINISHED" and artifact_log.ARTIFACTS_TAG not in run.data.tags
 
 
 # ----- the model protocol -----------------------------------------------------------------
@@ -368,10 +370,10 @@ def test_input_example_makes_a_pt2_model(mlflow_server, tmp_path):
         client.create_experiment("artifacts-pt2"))
     run_id = client.create_run(experiment.experiment_id).info.run_id
     name = f"pt2-{uuid.uuid4().hex[:8]}"
-    version = artifacts.log_and_register_model(
+    version = model_registry.log_and_register_model(
         mlflow_server, run_id, Checkpoint.from_directory(str(tmp_path)), config, load_model, name,
-        input_example_fn=lambda cfg: torch.zeros(4, 64))
-    with artifacts._tracking_uri(mlflow_server):
+        input_example_fn=lambda cfg: torch.zeros(4, 64)).version
+    with model_registry.using_tracking_uri(mlflow_server):
         loaded = mlflow.pytorch.load_model(f"models:/{name}@champion")
         files = [f.path for f in mlflow.artifacts.list_artifacts(f"models:/{name}/{version}/data")] \
             if hasattr(mlflow.artifacts, "list_artifacts") else []

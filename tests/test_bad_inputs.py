@@ -272,6 +272,37 @@ API_CASES = [
                                                                   "package.module:function"]),
     ("trainable-missing-module", {"trainable": "no_such_pkg_xyz:f"}, ["trainable", "'no_such_pkg_xyz'", "PYTHONPATH"]),
     ("register-model-slash", {"register_model": "a/b"}, ["register_model", "'a/b'"]),
+    # several objectives and constraints (issue 22)
+    ("mo-mode-length", {"metric": ["loss", "units"], "mode": ["min"]},
+     ["mode", "2 objectives", "1 modes", "mode: [min, min]"]),
+    ("mo-mode-string", {"metric": ["loss", "units"], "mode": "min"}, ["mode", "2 objectives", "mode 'min'"]),
+    ("mo-mode-list-one-metric", {"mode": ["min", "max"]}, ["mode", "['min', 'max']", "metric 'loss'"]),
+    ("mo-mode-word", {"metric": ["loss", "units"], "mode": ["min", "maximise"]}, ["mode", "'maximise'"]),
+    ("mo-duplicate", {"metric": ["loss", "loss"], "mode": ["min", "min"]}, ["metric", "'loss' is listed twice"]),
+    ("mo-empty-name", {"metric": ["loss", ""], "mode": ["min", "min"]}, ["metric", "''", "['loss', '']"]),
+    ("mo-gp-ei", {"metric": ["loss", "units"], "mode": ["min", "min"], "search": "gp-ei"},
+     ["search", "'gp-ei'", "several objectives", "['random', 'tpe']"]),
+    ("mo-kg", {"metric": ["loss", "units"], "mode": ["min", "min"], "search": "kg"}, ["search", "'kg'", "'tpe'"]),
+    ("mo-pbt", {"metric": ["loss", "units"], "mode": ["min", "min"], "scheduler": "pbt"},
+     ["scheduler", "'pbt'", "['fifo', 'asha']"]),
+    ("mo-hyperband", {"metric": ["loss", "units"], "mode": ["min", "min"], "scheduler": "hyperband"},
+     ["scheduler", "'hyperband'", "asha"]),
+    ("mo-search-object", {"metric": ["loss", "units"], "mode": ["min", "min"], "search": "OBJECT"},
+     ["search", "'RandomSearch'", "search: tpe"]),
+    ("constraint-gp-ei", {"constraints": ["units <= 32"], "search": "gp-ei"},
+     ["search", "'gp-ei'", "constraints ['units <= 32']"]),
+    ("constraint-eq", {"constraints": ["memory_gb == 16"]}, ["constraints[0]", "'memory_gb == 16'", "<="]),
+    ("constraint-bound", {"constraints": ["units <= 1", "memory_gb <= lots"]},
+     ["constraints[1]", "'lots'", "not a number"]),
+    ("constraint-not-list", {"constraints": {"memory_gb": 16}}, ["constraints", "{'memory_gb': 16}", "memory_gb <= 16"]),
+    ("constraint-int", {"constraints": [16]}, ["constraints[0]", "16", "memory_gb <= 16"]),
+    ("select-unknown", {"metric": ["loss", "units"], "mode": ["min", "min"], "select": {"metric": "acc"}},
+     ["select", "'acc'", "['loss', 'units']", "knee point"]),
+    ("select-one-objective", {"select": {"metric": "loss"}}, ["select", "metric is 'loss'"]),
+    ("reference-point-length", {"metric": ["loss", "units"], "mode": ["min", "min"], "reference_point": [1.0]},
+     ["reference_point", "[1.0]", "['loss', 'units']"]),
+    ("mo-held-out", {"metric": ["loss", "units"], "mode": ["min", "min"], "held_out_seeds": [101]},
+     ["held_out_seeds", "one objective"]),
 ]
 
 
@@ -316,6 +347,8 @@ DICT_CASES = [
     ("space-huge-constant", {"space": {"lr": {"type": "float", "low": 0.1, "high": 1}, "n": 10**50}},
      ["space.n", "51 digits", "10**40"]),
     ("not-a-mapping", "STRING", ["spec", "expected a mapping", "'STRING'"]),
+    ("mo-modes", {"metric": ["loss", "latency"], "mode": ["min", "min", "max"]}, ["mode", "3 modes"]),
+    ("mo-constraint-typo", {"constraints": ["memory_gb =< 16"]}, ["constraints[0]", "'memory_gb =< 16'"]),
 ]
 
 
@@ -379,6 +412,9 @@ YAML_CASES = [
     ("random-leftover", BASE_YAML.replace("search: tpe", "search: random"), ["search_options.n_startup", "RandomSearch"]),
     ("asha-eta", BASE_YAML.replace("max_t: 3}", "max_t: 3, eta: 1}"), ["scheduler_options.eta", "eta=1"]),
     ("deep-nesting", "space: " + "[" * 5000 + "]" * 5000 + "\n", ["spec file"]),
+    ("mo-mode-length", BASE_YAML.replace("metric: loss\nmode: min", "metric: [loss, units]\nmode: [min]"),
+     ["mode", "2 objectives", "1 modes"]),
+    ("mo-constraint", BASE_YAML + "constraints: ['units <= sixty']\n", ["constraints[0]", "'sixty'"]),
 ]
 
 
@@ -459,6 +495,9 @@ SET_CASES = [
     ("into-a-scalar", ["num_samples.x=3"], ["--set", "'num_samples'", "not a mapping"]),
     ("unknown-field", ["num_sample=3"], ["'num_sample'", "did you mean 'num_samples'"]),
     ("trainable", ["trainable=trainables:nope"], ["trainable", "'nope'"]),
+    ("mo-duplicate", ["metric=[loss, loss]", "mode=[min, min]"], ["metric", "'loss' is listed twice"]),
+    ("mo-pbt", ["metric=[loss, units]", "mode=[min, max]", "scheduler=pbt"], ["scheduler", "'pbt'", "asha"]),
+    ("constraint-op", ["constraints=['units != 3']"], ["constraints[0]", "'units != 3'"]),
 ]
 
 

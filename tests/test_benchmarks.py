@@ -464,7 +464,8 @@ def test_ablation_variants_run_only_when_named_and_switch_one_option():
     plain = specs["gp-ei-plain"].build(space, 0).searcher
     aei = specs["gp-ei-aei"].build(space, 0).searcher
     default = specs["gp-ei"].build(space, 0).searcher
-    assert (default.options.noise, default.options.noisy_acqf) == ("auto", "ei")
+    assert (default.options.noise, default.options.noisy_acqf) == ("none", "ei")  # the default since 2026-12-07
+    assert specs["gp-ei-auto"].build(space, 0).searcher.options.noise == "auto"
     assert (plain.options.noise, plain.options.noisy_acqf) == ("none", "ei")
     assert (aei.options.noise, aei.options.noisy_acqf) == ("auto", "aei")
     assert default.options.max_model_points == 1000
@@ -493,3 +494,23 @@ def test_tune_mode_and_overhead(ray_local):
     assert rec.error is None and len(rec.true) == 4 and set(rec.incumbent) == {"1", "2", "4"}
     ov = measure_overhead(3, "random", repeats=1)
     assert ov["ratio"] > 0 and len(ov["wall_s"]["ours"]) == 1
+
+
+def test_first_seed_and_compare_give_paired_before_after_tables(tmp_path, capsys):
+    from benchmarks.__main__ import main
+
+    out = tmp_path
+    assert main(["run", "--suite", "quick", "--optimizers", "random,tpe", "--problems", "branin", "--seeds", "2",
+                 "--first-seed", "3", "--budget", "6", "--no-cost", "--out", str(out / "a")]) == 0
+    data = json.loads((out / "a" / "results.json").read_text())
+    assert sorted({r["seed"] for r in data["runs"]}) == [3, 4] and data["meta"]["first_seed"] == 3
+    capsys.readouterr()
+    path = str(out / "a" / "results.json")
+    assert main(["compare", path, "--pairs", "tpe:random"]) == 0
+    text = capsys.readouterr().out
+    assert "tpe vs random" in text and "| branin |" in text and "**total**" in text
+    # TAG=PATH relabels a set, so a searcher can be judged against its own earlier run
+    assert main(["compare", f"old={path}", f"new={path}", "--pairs", "tpe@new:tpe@old"]) == 0
+    assert "| branin | 1.00 | tie (nan) | 0/2/0 |" in capsys.readouterr().out
+    assert main(["compare", path, "--pairs", "tpe:gp-ei"]) == 2
+    assert "not in the results" in capsys.readouterr().err

@@ -335,7 +335,8 @@ def test_every_kuberay_manifest_parses_and_names_itself():
         for doc in docs:
             assert doc.get("apiVersion") and doc.get("kind") and doc.get("metadata", {}).get("name"), path
     assert {k for _, d in [(p, d) for p in KUBERAY_MANIFESTS for d in _docs(p)] for k in [d["kind"]]} >= {
-        "RayJob", "RayCluster", "Deployment", "Service", "PersistentVolumeClaim", "Namespace"}
+        "RayJob", "RayCluster", "Deployment", "StatefulSet", "Service", "NetworkPolicy", "Namespace"}
+    assert not _kind("Secret"), "Secrets are created by hand (README), never kept in deploy/"
 
 
 @pytest.mark.parametrize("kind,crd_file", [("RayJob", "ray.io_rayjobs.yaml"), ("RayCluster", "ray.io_rayclusters.yaml")])
@@ -406,7 +407,37 @@ def test_ray_cluster_shape(label):
     assert declared == actual
 
 
-def test_rayjob_runs_the_configmap_spec_and_cleans_up():
+def _entrypoint_argv(entrypoint: str, head_env: dict, tmp_path: pathlib.Path) -> list[str]:
+    """The argv ``tuneorch`` gets from a RayJob ``entrypoint``, through real shells as KubeRay and
+    Ray run it: the submitter pod's bash runs ``ray job submit ... -- <entrypoint>`` (the string
+    pasted in, KubeRay's GetK8sJobCommand), ``ray job submit`` sends ``shlex.join`` of the words
+    after ``--`` (ray/dashboard/modules/job/cli.py), and the head runs that with a shell (the job
+    supervisor's ``shell=True``) in its own environment (the Secret's variables)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    out = tmp_path / "argv.json"
+    fake_ray = bin_dir / "ray"
+    fake_ray.write_text(f"""#!{sys.executable}
+import json, os, shlex, subprocess, sys
+words = sys.argv[sys.argv.index("--") + 1:]
+env = dict(os.environ, **json.loads(os.environ["HEAD_ENV"]))
+sys.exit(subprocess.run(shlex.join(words), shell=True, env=env).returncode)
+""")
+    fake_tuneorch = bin_dir / "tuneorch"
+    fake_tuneorch.write_text(f"""#!{sys.executable}
+import json, sys
+open({str(out)!r}, "w").write(json.dumps(sys.argv[1:]))
+""")
+    for script in (fake_ray, fake_tuneorch):
+        script.chmod(0o755)
+    submitter_env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HEAD_ENV": json.dumps(head_env)}
+    command = f"ray job submit --address http://head:8265 --submission-id job-1 -- {entrypoint}"
+    done = subprocess.run(["/bin/bash", "-c", command], env=submitter_env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(out.read_text())
+
+
+def test_rayjob_runs_the_configmap_spec_and_cleans_up(tmp_path):
     (_, job), = _kind("RayJob")
     spec = job["spec"]
     assert spec["shutdownAfterJobFinishes"] is True and spec["ttlSecondsAfterFinished"] > 0
@@ -418,40 +449,106 @@ def test_rayjob_runs_the_configmap_spec_and_cleans_up():
     generator = next(g for g in base["configMapGenerator"] if g["name"] == volume["configMap"]["name"])
     assert base["generatorOptions"]["disableNameSuffixHash"] is True  # referenced from a custom resource
     (spec_file,) = generator["files"]
-    assert spec["entrypoint"].startswith(f"tuneorch run {mount['mountPath']}/{spec_file}")
+    # The bucket is the Secret's, expanded on the head only (the submitter pod does not have it).
+    argv = _entrypoint_argv(spec["entrypoint"], {"S3_BUCKET": "bucket-of-the-secret"}, tmp_path)
+    assert argv[:2] == ["run", f"{mount['mountPath']}/{spec_file}"], argv
+    assert "storage_path=s3://bucket-of-the-secret/tuneorch" in argv, argv
+    # every Ray container gets that Secret as its environment
+    for _, containers in _containers(spec["rayClusterSpec"]):
+        for c in containers:
+            assert {"secretRef": {"name": "tuneorch-s3"}} in c.get("envFrom", []), c["name"]
 
 
-def test_the_configmap_spec_is_valid_and_uses_shared_storage_and_the_mlflow_service():
+def test_the_configmap_spec_is_valid_and_uses_shared_storage_and_the_mlflow_service(tmp_path):
+    from orchestrator.cli import _parser
     from orchestrator.spec import ExperimentSpec
 
-    spec = ExperimentSpec.from_yaml(str(KUBERAY / "base" / "experiment.yaml"))
-    assert spec.storage_path.startswith("s3://")
+    (_, job), = _kind("RayJob")
+    args = _parser().parse_args(_entrypoint_argv(job["spec"]["entrypoint"], {"S3_BUCKET": "b"}, tmp_path))
+    spec = ExperimentSpec.from_yaml(str(KUBERAY / "base" / "experiment.yaml"), args.overrides)
+    assert spec.storage_path == "s3://b/tuneorch"
+    assert "s3://" not in (KUBERAY / "base" / "experiment.yaml").read_text().split("\nname:")[1]  # no bucket in the file
     assert spec.resources["gpu"] > 0 and spec.address is None
-    (_, service), = _kind("Service")
+    assert spec.register_model  # the best model lands in the registry, as in the main job
+    service = next(d for _, d in _kind("Service") if d["metadata"]["name"] == "mlflow")
     port = service["spec"]["ports"][0]["port"]
     assert spec.tracking_uri == f"http://{service['metadata']['name']}:{port}"
 
 
-def test_mlflow_server_manifests():
+def test_mlflow_server_runs_on_postgresql_with_s3_artifacts_on_its_own_image():
     (_, deployment), = _kind("Deployment")
-    (_, service), = _kind("Service")
-    (_, pvc), = _kind("PersistentVolumeClaim")
+    (_, statefulset), = _kind("StatefulSet")
+    services = {d["metadata"]["name"]: d for _, d in _kind("Service")}
     pod = deployment["spec"]["template"]
     (container,) = pod["spec"]["containers"]
     args = dict(a.removeprefix("--").split("=", 1) if "=" in a else (a.removeprefix("--"), True) for a in container["args"])
+    env = {e["name"]: e for e in container["env"]}
     assert container["command"] == ["mlflow", "server"]
-    assert service["metadata"]["name"] in args["allowed-hosts"].split(",")
-    assert args["serve-artifacts"] is True and args["artifacts-destination"]
-    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
-    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["spec"]["volumes"] if "persistentVolumeClaim" in v}
-    assert claims == {"data": pvc["metadata"]["name"]}
-    assert args["backend-store-uri"].startswith(f"sqlite:///{mounts['data']}/")
-    assert args["artifacts-destination"].startswith(mounts["data"])
-    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "Recreate"
-    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
-    assert service["spec"]["ports"][0]["targetPort"] in {p["name"] for p in container["ports"]}
-    assert {e["name"]: e["value"] for e in container["env"]}["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
-    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert container["image"].split(":")[0] == "tuneorch-mlflow"  # not the multi-GB training image
+    assert "mlflow" in args["allowed-hosts"].split(",")
+    # artifacts: proxied to the Secret's bucket
+    assert args["serve-artifacts"] is True and args["artifacts-destination"] == "s3://$(S3_BUCKET)/mlflow-artifacts"
+    assert env["S3_BUCKET"]["valueFrom"]["secretKeyRef"] == {"name": "tuneorch-s3", "key": "S3_BUCKET"}
+    assert env["MLFLOW_S3_ENDPOINT_URL"]["valueFrom"]["secretKeyRef"]["key"] == "AWS_ENDPOINT_URL"
+    # runs and registry: PostgreSQL of the StatefulSet, through its Service, password from a Secret
+    assert "backend-store-uri" not in args  # mlflow reads MLFLOW_BACKEND_STORE_URI
+    pg_env = {e["name"]: e for e in statefulset["spec"]["template"]["spec"]["containers"][0]["env"]}
+    user, database = pg_env["POSTGRES_USER"]["value"], pg_env["POSTGRES_DB"]["value"]
+    pg_service = services[statefulset["spec"]["serviceName"]]
+    pg_port = pg_service["spec"]["ports"][0]["port"]
+    uri = f"postgresql+psycopg2://{user}:$(POSTGRES_PASSWORD)@{pg_service['metadata']['name']}:{pg_port}/{database}"
+    assert env["MLFLOW_BACKEND_STORE_URI"]["value"] == uri
+    names = [e["name"] for e in container["env"]]
+    assert names.index("POSTGRES_PASSWORD") < names.index("MLFLOW_BACKEND_STORE_URI")  # $(...) sees earlier ones
+    assert env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"] == pg_env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    (init,) = pod["spec"]["initContainers"]
+    assert init["command"] == ["mlflow", "db", "upgrade"] and init["args"] == ["$(MLFLOW_BACKEND_STORE_URI)"]
+    assert {e["name"]: e.get("value") for e in init["env"]}["MLFLOW_BACKEND_STORE_URI"] == uri
+    assert init["image"] == container["image"]
+    # no state in the pod: no volume but scratch space
+    assert all("persistentVolumeClaim" not in v for v in pod["spec"]["volumes"])
+    assert statefulset["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
+    assert services["mlflow"]["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    assert services["mlflow"]["spec"]["ports"][0]["targetPort"] in {p["name"] for p in container["ports"]}
+    assert pg_service["spec"]["selector"].items() <= statefulset["spec"]["template"]["metadata"]["labels"].items()
+    assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"]["value"] == "false"
+    for spec in (pod["spec"], statefulset["spec"]["template"]["spec"]):
+        assert spec["securityContext"]["runAsNonRoot"] is True
+    # only MLflow reaches PostgreSQL
+    (_, policy), = _kind("NetworkPolicy")
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= statefulset["spec"]["template"]["metadata"]["labels"].items()
+    (rule,) = policy["spec"]["ingress"]
+    assert [f["podSelector"]["matchLabels"] for f in rule["from"]] == [deployment["spec"]["selector"]["matchLabels"]]
+
+
+def _dockerfile_args(path: pathlib.Path) -> tuple[list[str], dict[str, str]]:
+    lines = [line.strip() for line in path.read_text().splitlines()]
+    args = dict(line.split(None, 1)[1].split("=", 1) for line in lines if line.startswith("ARG ") and "=" in line)
+    return lines, args
+
+
+def test_the_mlflow_image_holds_mlflow_psycopg2_and_boto3_only():
+    from packaging.requirements import Requirement
+
+    path = KUBERAY / "mlflow-image" / "Dockerfile"
+    lines, args = _dockerfile_args(path)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["Dockerfile"]  # the build context is this file
+    (base,) = [re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], line.split(None, 1)[1])
+               for line in lines if line.startswith("FROM ")]
+    assert re.fullmatch(r"python:3\.\d+-slim(-\w+)?", base), base  # not Ray's multi-GB image
+    installs = [line for line in lines if "pip install" in line]
+    (install,) = installs
+    packages = re.findall(r'"([\w-]+)==\$\{(\w+)\}"', install)
+    assert sorted(name for name, _ in packages) == ["boto3", "mlflow", "psycopg2-binary"], install
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    wanted = Requirement(next(d for d in re.findall(r'"([^"]+)"', pyproject) if d.startswith("mlflow")))
+    version = args["MLFLOW_VERSION"]
+    assert wanted.specifier.contains(version), f"the server's MLflow {version} is outside {wanted}"
+    for overlay in OVERLAYS:  # the kustomizations deploy the tag the README builds
+        images = {i["name"]: i for i in yaml.safe_load((KUBERAY / overlay / "kustomization.yaml").read_text())["images"]}
+        assert images["tuneorch-mlflow"]["newTag"] == version
+    users = [line.split(None, 1)[1] for line in lines if line.startswith("USER ")]
+    assert users and users[-1].split(":")[0] not in ("root", "0")
 
 
 def test_dockerfile_builds_on_this_ray_version_and_runs_as_non_root():
@@ -480,11 +577,17 @@ def test_kustomizations_name_files_that_exist(path):
     assert config["kind"] == "Kustomization"
     for entry in config.get("resources", []):
         assert (path.parent / entry).exists(), entry
+    listed = set(config.get("resources", []))
     for generator in config.get("configMapGenerator", []):
         for entry in generator.get("files", []):
             assert (path.parent / entry.split("=")[-1]).is_file(), entry
+            listed.add(entry.split("=")[-1])
+    # every manifest of the folder is applied: none lies there forgotten
+    here = {p.name for p in path.parent.glob("*.yaml") if p.name != "kustomization.yaml"}
+    assert here <= listed, f"{path.parent.name}/ holds files its kustomization does not list: {sorted(here - listed)}"
     for image in config.get("images", []):
-        assert f"ray{ray.__version__}" in image["newTag"]
+        if image["name"] == "tuneorch":
+            assert f"ray{ray.__version__}" in image["newTag"]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -497,10 +600,146 @@ def test_kustomize_builds(overlay):
     docs = [d for d in yaml.safe_load_all(done.stdout) if d]
     kinds = sorted(d["kind"] for d in docs)
     ray_kind = {"rayjob": "RayJob", "raycluster": "RayCluster"}[overlay]
-    assert kinds == sorted(["ConfigMap", "Deployment", "Namespace", "PersistentVolumeClaim", "Service", ray_kind])
+    assert kinds == sorted(["ConfigMap", "Deployment", "Namespace", "NetworkPolicy", "Service", "Service",
+                            "StatefulSet", ray_kind])
+    images = {c["image"] for d in docs for c in _all_containers(d)}
+    overlay_images = yaml.safe_load((KUBERAY / overlay / "kustomization.yaml").read_text())["images"]
+    assert {f"{i['newName']}:{i['newTag']}" for i in overlay_images} <= images  # the images: entries apply
     for doc in docs:
         if doc["kind"] != "Namespace":
             assert doc["metadata"]["namespace"] == "tuneorch", doc["kind"]
+
+
+def _all_containers(doc: dict):
+    """Every container (init ones too) of any manifest, wherever its pod template sits."""
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            if key in ("containers", "initContainers") and isinstance(value, list):
+                yield from value
+            else:
+                yield from _all_containers(value)
+    elif isinstance(doc, list):
+        for item in doc:
+            yield from _all_containers(item)
+
+
+# ----- Secrets and credentials -------------------------------------------------------------------
+
+DEPLOY_TEXT_FILES = sorted(p for p in DEPLOY.rglob("*") if p.is_file() and p.suffix in ("", ".yaml", ".py", ".dockerignore"))
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|ACCESS_KEY|KEY_ID|CREDENTIAL|API_KEY", re.I)
+
+
+def credential_problems(text: str, docs: list[dict], where: str) -> list[str]:
+    """Literal credentials in a deploy file: a secret-looking variable with a value, a password in
+    a URI, an AWS key, a private key, a bucket name in an s3:// URI, a Secret object."""
+    problems = []
+    if re.search(r"AKIA[0-9A-Z]{16}", text):
+        problems.append(f"{where}: an AWS access key id")
+    if "PRIVATE KEY-----" in text:
+        problems.append(f"{where}: a private key")
+    for match in re.finditer(r"\b[a-z][a-z0-9+.-]*://([^/\s:@]+):([^@\s/]+)@", text):
+        if not re.fullmatch(r"\$\(\w+\)|\$\{?\w+\}?", match.group(2)):
+            problems.append(f"{where}: a password written in the URI {match.group(0)}")
+    for match in re.finditer(r"s3://([^\s'\"`/,]*)", text):
+        bucket = match.group(1)  # fine: a variable, or a placeholder no bucket can be (upper case)
+        if bucket not in ("", "...") and not bucket.startswith(("$", "<")) and not re.fullmatch(r"[A-Z_-]+", bucket):
+            problems.append(f"{where}: a bucket written in {match.group(0)} (read it from the Secret)")
+    for doc in docs:
+        if doc.get("kind") == "Secret":
+            problems.append(f"{where}: a Secret object (create Secrets by hand, see the README)")
+        for container in _all_containers(doc):
+            for variable in container.get("env", []):
+                if SECRET_NAME.search(variable["name"]) and "value" in variable:
+                    problems.append(f"{where}: {variable['name']} has a literal value (use valueFrom.secretKeyRef)")
+    for match in re.finditer(r"^\s*(?:ENV|ARG)\s+(\w+)=(\S+)", text, re.M):
+        if SECRET_NAME.search(match.group(1)):
+            problems.append(f"{where}: {match.group(1)} set in the Dockerfile")
+    return problems
+
+
+def test_no_credentials_or_buckets_are_written_in_deploy():
+    problems = []
+    for path in DEPLOY_TEXT_FILES:
+        text = path.read_text()
+        docs = [d for d in yaml.safe_load_all(text) if isinstance(d, dict)] if path.suffix == ".yaml" else []
+        problems += credential_problems(text, docs, str(path.relative_to(ROOT)))
+    assert not problems, "\n".join(problems)
+    assert len(DEPLOY_TEXT_FILES) >= 15
+
+
+def test_the_credential_check_is_not_vacuous():
+    bad = {"kind": "Deployment", "spec": {"template": {"spec": {"containers": [
+        {"name": "c", "env": [{"name": "POSTGRES_PASSWORD", "value": "hunter2"}]}]}}}}
+    text = ("uri: postgresql://mlflow:hunter2@db:5432/mlflow\nkey: AKIAABCDEFGHIJKLMNOP\n"
+            "dest: s3://my-bucket/x\nENV AWS_SECRET_ACCESS_KEY=abc\n")
+    found = "\n".join(credential_problems(text, [bad, {"kind": "Secret"}], "f"))
+    for expected in ("password written in the URI", "AWS access key id", "bucket written in s3://my-bucket",
+                     "AWS_SECRET_ACCESS_KEY set in the Dockerfile", "POSTGRES_PASSWORD has a literal value",
+                     "a Secret object"):
+        assert expected in found, found
+    fine = "uri: postgresql+psycopg2://mlflow:$(POSTGRES_PASSWORD)@db/mlflow\ndest: s3://$(S3_BUCKET)/x\n"
+    assert credential_problems(fine, [], "f") == []
+
+
+def documented_secrets() -> dict[str, set[str]]:
+    """``kubectl create secret generic NAME --from-literal=KEY=...`` of the README: NAME -> keys."""
+    import shlex
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Deploying on Kubernetes", 1)[1].split("\n## ", 1)[0]
+    commands = re.sub(r"\\\n\s*", " ", section)  # continuation lines joined
+    out: dict[str, set[str]] = {}
+    for line in commands.splitlines():
+        line = line.strip()
+        if line.startswith("kubectl") and " create secret generic " in line:
+            words = shlex.split(line)
+            name = words[words.index("generic") + 1]
+            out[name] = {w.split("=", 2)[1] for w in words if w.startswith("--from-literal=")}
+    return out
+
+
+def referenced_secrets() -> tuple[set[tuple[str, str]], set[str]]:
+    """(secret, key) pairs the manifests read one by one, and secrets read whole (envFrom) or by
+    the KubeRay operator (a RayCluster's authOptions.secretName)."""
+    pairs, whole = set(), set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            ref = node.get("secretKeyRef")
+            if isinstance(ref, dict):
+                pairs.add((ref["name"], ref["key"]))
+            if isinstance(node.get("secretRef"), dict):
+                whole.add(node["secretRef"]["name"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    for path in KUBERAY_MANIFESTS:
+        for doc in _docs(path):
+            walk(doc)
+            token = doc.get("spec", {}).get("authOptions", {}).get("secretName")
+            if token:
+                pairs.add((token, "auth_token"))  # the key KubeRay reads the token from
+    return pairs, whole
+
+
+def test_the_secrets_the_manifests_read_are_those_the_readme_creates():
+    documented = documented_secrets()
+    pairs, whole = referenced_secrets()
+    assert documented and pairs and whole
+    missing = sorted(f"{name}/{key}" for name, key in pairs if key not in documented.get(name, set()))
+    assert not missing, f"the manifests read Secret keys the README's commands do not create: {missing}"
+    assert whole <= set(documented), f"envFrom Secrets the README does not create: {sorted(whole - set(documented))}"
+    unused = sorted(set(documented) - whole - {name for name, _ in pairs})
+    assert not unused, f"the README creates Secrets nothing reads: {unused}"
+    for name, keys in documented.items():  # a key nobody reads is a leftover (envFrom reads them all)
+        if name not in whole:
+            assert keys == {k for n, k in pairs if n == name}, (name, keys)
+    # the checkpoints' bucket: the RayJob's entrypoint reads S3_BUCKET from that same Secret
+    (_, job), = _kind("RayJob")
+    assert "$S3_BUCKET" in job["spec"]["entrypoint"] and "S3_BUCKET" in documented["tuneorch-s3"]
 
 
 # ----- token authentication: `ray job submit` to a head started with `ray start` ----------------

@@ -12,8 +12,10 @@ import torch
 
 from search_algs.core import gp as gp_module
 from search_algs.core.acquisition import LogEI, LogNEI, incumbent, log_aei_factor, log_ei, log_h, naive_ei, resolve_noise
-from search_algs.core.gp import GP, GPNumericalError, GPPrior, features, fit_map, standardise
-from search_algs.core.optimize import GPEI, Dim, GPEIOptions, canonical, optimize_acqf
+from search_algs.core.gp import GP, GPNumericalError, GPPrior, features, fit_map, model_targets, standardise
+from search_algs.core.dims import Dim
+from search_algs.core.gp_ei import GPEI, GPEIOptions
+from search_algs.core.optimizer import canonical, optimize_acqf
 
 try:  # single-threaded BLAS, as the adapter runs the core (see search_algs/gp_ei.py)
     from threadpoolctl import threadpool_limits
@@ -551,9 +553,75 @@ def test_model_subset_caps_the_model_and_keeps_the_best_half():
     s = capped.suggest(X, [None if i == 7 else v for i, v in enumerate(losses)], rng)
     assert s.info["n_model"] == 20 + 1  # the subset, plus the failure as a fantasy
     assert capped.n_at_fit == 59  # the refit schedule counts every usable observation
-    assert s.info["tau"] == pytest.approx(standardise(loss[mask])[0].min())  # the best loss is modelled
+    assert s.info["tau"] == pytest.approx(model_targets(loss[mask]).min())  # the best loss is modelled
     i = capped.recommend(X, losses)
     assert mask[i] or i == int(np.argmin(loss))
     for bad in (2, 3.5, True):
         with pytest.raises(ValueError, match="max_model_points"):
             GPEIOptions(max_model_points=bad).validate()
+
+
+def test_half_rank_warp_keeps_the_better_half_and_order_and_tames_outliers():
+    from search_algs.core.gp import half_rank_warp, model_targets
+
+    rng = np.random.default_rng(0)
+    v = np.concatenate([rng.normal(size=20), [1e6, 4e7, 4e7]])
+    w = half_rank_warp(v)
+    m = np.median(v)
+    assert np.array_equal(w[v <= m], v[v <= m])  # the better half untouched
+    assert np.all(np.diff(w[np.argsort(v, kind="stable")]) >= 0)  # order kept
+    assert w[-1] == w[-2] and w.max() < m + 4 * np.sqrt(np.mean((v[v <= m] - m) ** 2))  # ties, tails tamed
+    y = model_targets(v)
+    assert abs(y.mean()) < 1e-12 and abs(y.std() - 1) < 1e-12
+    assert np.sum(y[:20] ** 2) > 0.5 * np.sum(y ** 2)  # the outliers no longer hold the variance
+    np.testing.assert_allclose(model_targets(v, "none"), standardise(v)[0])
+    assert np.array_equal(half_rank_warp([3.0, 1.0]), [3.0, 1.0])  # too few to warp
+    with pytest.raises(ValueError, match="'warp' must be one of"):
+        model_targets(v, "log")
+
+
+def test_output_warp_option_is_validated():
+    with pytest.raises(ValueError, match="'output_warp' must be one of"):
+        GPEIOptions(output_warp="rank").validate()
+
+
+def test_pending_ei_matches_monte_carlo_over_the_joint_posterior_and_has_finite_gradients():
+    from search_algs.core.acquisition import LogEIPending
+
+    rng = np.random.default_rng(3)
+    X = rng.random((12, 2))
+    y = standardise(np.sin(6 * X[:, 0]) + X[:, 1] ** 2)[0]
+    gp = GP(X, y, np.array([np.log(0.3), np.log(0.3), 0.0, np.log(1e-4)]), np.zeros(2, dtype=np.int64))
+    P = rng.random((3, 2))
+    tau = float(y.min())
+    acqf = LogEIPending(gp, tau, P, np.random.default_rng(0), n_draws=4096)
+    Q = rng.random((4, 2))
+    got = np.exp(acqf.numpy(Q))
+    # brute force: joint draws of (f_P, f_x), improvement of x over min(tau, min f_P)
+    both = torch.as_tensor(np.concatenate([P, Q]))
+    with torch.no_grad():
+        mean, _ = gp.posterior(both)
+        K = gp.kernel(both, both)
+        V = torch.linalg.solve_triangular(gp.L, gp.kernel(gp.U, both), upper=False)
+        cov = (K - V.T @ V).numpy()
+    draws = np.random.default_rng(1).multivariate_normal(mean.numpy(), cov + 1e-10 * np.eye(7), size=200_000)
+    base = np.minimum(tau, draws[:, :3].min(axis=1))
+    want = np.maximum(base[:, None] - draws[:, 3:], 0.0).mean(axis=0)
+    np.testing.assert_allclose(got, want, rtol=0.05, atol=1e-4)
+    # at a running point nothing is left to gain beyond what the running trial itself brings
+    assert np.exp(acqf.numpy(P[:1])[0]) < 1e-3
+    U = torch.tensor(Q, requires_grad=True)
+    (grad,) = torch.autograd.grad(acqf(U).sum(), U)
+    assert torch.isfinite(grad).all()
+
+
+def test_pending_rule_is_an_option_and_believer_keeps_the_old_path():
+    with pytest.raises(ValueError, match="'pending' must be one of"):
+        GPEIOptions(pending="liar").validate()
+    rng = np.random.default_rng(0)
+    X = rng.random((10, 2))
+    y = list((X ** 2).sum(1))
+    for rule in ("fantasies", "believer"):
+        core = GPEI([Dim("continuous")] * 2, GPEIOptions(pending=rule))
+        s = core.suggest(X, y, np.random.default_rng(1), pending=X[:1] * 0.5)
+        assert s is not None and np.all(np.isfinite(s.u))

@@ -9,8 +9,9 @@ import pickle
 import numpy as np
 import pytest
 
-from search_algs.core.optimize import GPEIOptions, OptimizeOptions
-from search_algs.gp_ei import GPEISearch, dims_of
+from search_algs.core.gp_ei import GPEIOptions
+from search_algs.core.optimizer import OptimizeOptions
+from search_algs.gp_ei import GPEISearch
 from search_algs.random_search import RandomSearch
 from search_algs.space import Categorical, Float, Int, Space
 
@@ -54,7 +55,7 @@ def test_registry_names_gp_ei():
 
 def test_dims_describe_the_space_encoding():
     space = Space({**SPACE, "units": Int(1, 1000, log=True), "huge": Int(0, 10**6)})
-    dims = {p.name: d for p, d in zip(space.params, dims_of(space))}
+    dims = {p.name: d for p, d in zip(space.params, space.dims())}
     assert dims["x"].kind == dims["lr"].kind == "continuous"
     assert dims["opt"].kind == "categorical" and dims["opt"].n_choices == 2
     n = space.params[space.index("n")]
@@ -94,7 +95,7 @@ def test_sobol_startup_covers_each_dimension_evenly_and_survives_a_restore(tmp_p
 
 
 def test_options_from_a_mapping_as_yaml_gives_them():
-    from search_algs.core.optimize import GPEIOptions as Opts
+    from search_algs.core.gp_ei import GPEIOptions as Opts
     from search_algs.kg import KGSearch
 
     searcher = GPEISearch(space=SPACE, noise="noisy",
@@ -132,7 +133,7 @@ def test_save_restore_continues_the_same_sequence(tmp_path):
 
     b = make(seed=99, noise="noisy", n_startup=2, options=GPEIOptions())  # all overwritten by restore
     b.restore(path)
-    assert b.n_startup is None and b.options.noise == "auto" and b.options.optimize.n_raw == 256
+    assert b.n_startup is None and b.options.noise == "none" and b.options.optimize.n_raw == 256
     assert drive(b, 3, start=11) == after_a
 
     c = pickle.loads(pickle.dumps(a))  # as Tune brings it back from tuner.pkl

@@ -26,7 +26,8 @@ from search_algs.core.kg import (
     envelope_pairs,
     log_envelope_gain,
 )
-from search_algs.core.optimize import Dim, OptimizeOptions
+from search_algs.core.dims import Dim
+from search_algs.core.optimizer import OptimizeOptions
 from search_algs.kg import KGSearch
 from search_algs.random_search import RandomSearch
 from search_algs.space import Categorical, Float, Int, Space
@@ -319,7 +320,7 @@ def test_mixed_conditional_space_suggestions_are_canonical():
     dims = [Dim("continuous"), Dim("categorical", n_choices=3), Dim("discrete", grid=grid, condition=((1, 1),))]
     core = KnowledgeGradient(dims, FAST)
     rng = np.random.default_rng(0)
-    from search_algs.core.optimize import canonical
+    from search_algs.core.optimizer import canonical
 
     X = canonical(rng.random((8, 3)), dims, rng)
     losses = [float(x[0] + (np.floor(x[1] * 3) != 1)) for x in X]
@@ -440,7 +441,7 @@ def test_bad_arguments_are_refused_with_the_value():
     with pytest.raises(ValueError, match="noise.*'loud'"):
         KGSearch(space=SPACE, noise="loud")
     with pytest.raises(ValueError, match="KGOptions"):
-        from search_algs.core.optimize import GPEIOptions
+        from search_algs.core.gp_ei import GPEIOptions
 
         KGSearch(space=SPACE, options=GPEIOptions())
     with pytest.raises(ValueError, match="n_sobol.*-3"):

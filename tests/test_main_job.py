@@ -27,7 +27,7 @@ def test_the_main_job_runs_and_its_records_are_listed_by_mlflow(tmp_path):
                     "--set", "space.epochs=3", "--set", f"storage_path={storage}", cwd=ROOT)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     summary = done.stdout
-    for line in ("best metric", "val_loss =", "mlflow records", "open the UI", "resume with"):
+    for line in ("best metric", "val_loss =", "mlflow records", "open the UI", "resume with", "registered model"):
         assert line in summary, summary
     database = storage / "mlflow.db"
     assert database.exists()
@@ -43,6 +43,36 @@ def test_the_main_job_runs_and_its_records_are_listed_by_mlflow(tmp_path):
     assert runs.returncode == 0, runs.stderr
     listed = [line for line in runs.stdout.splitlines()[2:] if line.strip()]
     assert len(listed) == 1 + 3, runs.stdout  # the parent run and one child run per trial
+
+    # The YAML registers the best trial's model: a version of digits-mlp with the alias champion,
+    # made from the parent run (tagged with it), which loads as a torch model.
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{database}")
+    champion = client.get_model_version_by_alias("digits-mlp", "champion")
+    assert champion.status == "READY", champion
+    parent = client.get_run(champion.run_id)
+    assert parent.info.experiment_id == experiment_id and "mlflow.parentRunId" not in parent.data.tags
+    assert parent.data.tags["tuneorch.registered_model"] == f"digits-mlp/{champion.version}"
+    load = subprocess.run([sys.executable, "-c", "import mlflow, torch; "
+                           "m = mlflow.pytorch.load_model('models:/digits-mlp@champion'); "
+                           "print(tuple(m(torch.zeros(2, 64)).shape))"],
+                          capture_output=True, text=True, env=env, timeout=180)
+    assert load.returncode == 0 and load.stdout.strip().endswith("(2, 10)"), load.stderr[-3000:]
+
+
+def test_the_summary_rows_of_a_registered_model():
+    from orchestrator.console import registered_model_rows, table
+
+    rows = registered_model_rows("digits mlp", "3", "champion", "http://127.0.0.1:5000/")
+    assert rows == [
+        ("registered model", "digits mlp version 3, alias champion"),
+        ("load it with", "mlflow.pytorch.load_model('models:/digits mlp@champion')"),
+        ("model page", "http://127.0.0.1:5000/#/models/digits%20mlp/versions/3"),
+    ]
+    assert all(len(line) <= 80 for line in table(rows, 80).splitlines())
+    failed = registered_model_rows("digits-mlp", None, "champion", "http://mlflow:5000", error="server down")
+    assert failed == [("registered model", "digits-mlp: not registered (server down)")]
 
 
 def test_validate_reports_bad_specs_without_a_traceback(tmp_path):

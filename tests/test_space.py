@@ -492,3 +492,39 @@ def test_a_wide_but_finite_float_range_samples_inside_it():
     space = Space.of({"x": Float(-1e300, 1e300)})
     values = [space.sample(np.random.default_rng(s))["x"] for s in range(20)]
     assert all(-1e300 <= v <= 1e300 for v in values) and len(set(values)) == 20
+
+
+def test_dims_are_the_one_core_view_of_a_space():
+    from search_algs.core.dims import Dim
+
+    space = Space({"x": Float(0, 1), "n": Int(1, 100, log=True), "big": Int(0, 10**6),
+                   "opt": Categorical(["a", {"b": Float(0.0, 0.6, step=0.3)}])})
+    dims = dict(zip(space.names, space.dims()))
+    assert space.dims() is space.dims()  # built once
+    assert dims["x"].kind == "continuous" and not dims["x"].on_grid
+    n = space.params[space.index("n")]
+    assert [n.decode(u) for u in dims["n"].grid] == list(range(1, 101))
+    assert dims["n"].edges[0] == 0 and dims["n"].edges[-1] == 1
+    # every grid point owns its cell: decoding anywhere in cell k gives grid value k (unequal log cells)
+    mids = (dims["n"].edges[:-1] + dims["n"].edges[1:]) / 2
+    assert [n.decode(u) for u in mids] == list(range(1, 101))
+    assert np.array_equal(dims["n"].cell(dims["n"].grid), np.arange(100))
+    assert dims["big"].kind == "discrete" and dims["big"].grid is None  # too fine: searched as continuous
+    assert dims["opt"].kind == "categorical" and dims["opt"].n_choices == 2
+    assert dims["opt[1]/b"].condition == ((space.index("opt"), 1),) and len(dims["opt[1]/b"].grid) == 3
+    with pytest.raises(ValueError, match="edges"):
+        Dim("discrete", grid=np.array([0.25, 0.75]), edges=np.array([0.0, 1.0]))
+
+
+def test_space_and_converters_do_not_import_each_other():
+    import ast
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[1] / "search_algs"
+    imported = {}
+    for name in ("space", "converters", "domains"):
+        tree = ast.parse((root / f"{name}.py").read_text())
+        imported[name] = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
+            (n.module or "") + "." + a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+    assert not any("search_algs.space" in m for m in imported["converters"] | imported["domains"])
+    assert not any("search_algs.converters" in m for m in imported["domains"])

@@ -18,7 +18,6 @@ from scipy import stats
 
 from search_algs.core.tpe import (
     TPE,
-    Dim,
     ParzenEstimator,
     TPEOptions,
     gamma,
@@ -57,7 +56,7 @@ def unit_space(d: int) -> Space:
 
 
 def best_of_run(f, d: int, seed: int, budget: int, use_tpe: bool, n_startup: int = 10) -> float:
-    core = TPE(unit_space(d).params)
+    core = TPE(unit_space(d).dims())
     rng = np.random.default_rng(seed)
     X, losses = [], []
     for i in range(budget):
@@ -108,8 +107,8 @@ def _naive_log_pdf(dims, centres, weights, prior_weight, bandwidth, x):
             s = bandwidth[j]
             if dim.kind == "continuous":
                 p *= stats.truncnorm.pdf(x[j], -mu[j] / s, (1 - mu[j]) / s, loc=mu[j], scale=s)
-            elif dim.kind == "grid":
-                c = int(np.argmin(np.abs(dim.values - x[j])))
+            elif dim.on_grid:
+                c = int(np.argmin(np.abs(dim.grid - x[j])))
                 a, b = -mu[j] / s, (1 - mu[j]) / s
                 cdf = stats.truncnorm.cdf(dim.edges[[c, c + 1]], a, b, loc=mu[j], scale=s)
                 p *= cdf[1] - cdf[0]
@@ -120,8 +119,8 @@ def _naive_log_pdf(dims, centres, weights, prior_weight, bandwidth, x):
         total += p
     prior = w[-1]
     for j, dim in enumerate(dims):
-        if dim.kind == "grid":
-            c = int(np.argmin(np.abs(dim.values - x[j])))
+        if dim.on_grid:
+            c = int(np.argmin(np.abs(dim.grid - x[j])))
             prior *= dim.edges[c + 1] - dim.edges[c]
         elif dim.kind == "categorical":
             prior /= dim.n_choices
@@ -142,7 +141,7 @@ def _mixed_points(rng, n):
 
 def test_mixture_log_pdf_matches_naive_reference():
     rng = np.random.default_rng(3)
-    dims = [Dim.of(p) for p in MIXED.params]
+    dims = list(MIXED.dims())
     centres = _mixed_points(rng, 7)
     weights = rng.uniform(0.2, 1.0, 7)
     est = ParzenEstimator(dims, centres, weights, prior_weight=0.7, bandwidth_rule="scott", categorical_rule="scott")
@@ -190,7 +189,7 @@ def test_vectorised_kernels_match_the_reference_in_10d():
     kernel and one parameter at a time gives (scipy's truncated normal)."""
     rng = np.random.default_rng(11)
     d, c = 10, 150
-    dims = [Dim.of(p) for p in unit_space(d).params]
+    dims = list(unit_space(d).dims())
     centres = rng.random((c, d))
     centres[:5] = np.clip(centres[:5].round(), 0, 1)  # kernels sitting on the edges
     weights = recency_weights(c, 25) * rng.uniform(0.5, 1.0, c)
@@ -209,7 +208,7 @@ def test_vectorised_kernels_match_the_reference_in_10d():
 
 def test_vectorised_mixed_kernels_match_the_reference_with_many_kernels():
     rng = np.random.default_rng(5)
-    dims = [Dim.of(p) for p in MIXED.params]
+    dims = list(MIXED.dims())
     centres = _mixed_points(rng, 60)
     weights = recency_weights(60, 25)
     est = ParzenEstimator(dims, centres, weights, prior_weight=1.0, bandwidth_rule="scott",
@@ -252,7 +251,7 @@ def test_neighbour_bandwidths_match_a_loop_reference():
 def test_neighbour_kernels_match_the_reference():
     """Per-kernel widths: the array evaluation against scipy, one kernel at a time."""
     rng = np.random.default_rng(12)
-    dims = [Dim.of(p) for p in unit_space(6).params]
+    dims = list(unit_space(6).dims())
     centres = rng.random((40, 6))
     weights = recency_weights(40, 25)
     est = ParzenEstimator(dims, centres, weights, 1.0, 0.01, bandwidth_rule="neighbour")
@@ -266,7 +265,7 @@ def test_neighbour_kernels_match_the_reference():
             log_k += stats.truncnorm.logpdf(xi[j], -mu / s, (1 - mu) / s, loc=mu, scale=s)
         ref.append(np.logaddexp(np.logaddexp.reduce(log_k), np.log(w[-1])))
     np.testing.assert_allclose(est.log_pdf(x), ref, rtol=1e-9, atol=1e-9)
-    dims = [Dim.of(p) for p in MIXED.params]
+    dims = list(MIXED.dims())
     centres = _mixed_points(rng, 30)
     est = ParzenEstimator(dims, centres, np.ones(30), 1.0, 0.1, bandwidth_rule="neighbour",
                           categorical_rule="count")  # floor 0.1: the linear-space reference cannot underflow
@@ -309,11 +308,11 @@ def test_encode_flats_equals_encode_flat_row_by_row():
 def test_discrete_densities_sum_to_one_and_sampling_follows_them():
     space = Space({"n": Int(1, 64, log=True), "q": Float(0.0, 1.0, step=0.25),
                    "c": Categorical(["a", "b", "c"])})
-    dims = [Dim.of(p) for p in space.params]
+    dims = list(space.dims())
     rng = np.random.default_rng(0)
     centres = np.array([space.encode_flat(space.sample_flat(rng)) for _ in range(5)])
     est = ParzenEstimator(dims, centres, np.ones(5))
-    values = [dims[0].values, dims[1].values, (np.arange(3) + 0.5) / 3]
+    values = [dims[0].grid, dims[1].grid, (np.arange(3) + 0.5) / 3]
     grid = np.array(list(itertools.product(*values)))
     p = np.exp(est.log_pdf(grid))
     assert p.sum() == pytest.approx(1.0, abs=1e-9)
@@ -330,7 +329,7 @@ def test_discrete_densities_sum_to_one_and_sampling_follows_them():
 
 
 def test_continuous_density_integrates_to_one():
-    dims = [Dim.of(p) for p in unit_space(1).params]
+    dims = list(unit_space(1).dims())
     est = ParzenEstimator(dims, np.array([[0.02], [0.5], [0.97]]), np.array([1.0, 0.5, 1.0]))
     xs = np.linspace(0, 1, 20001)[:, None]
     assert np.trapezoid(np.exp(est.log_pdf(xs)), xs[:, 0]) == pytest.approx(1.0, abs=1e-4)
@@ -367,10 +366,10 @@ def test_failed_and_nonfinite_never_good_and_never_crash():
     losses = [None, math.nan, math.inf, -math.inf] + list(rng.random(26))
     good, bad = split_good_bad(losses)
     assert not {0, 1, 2, 3} & set(good.tolist()) and {0, 1, 2, 3} <= set(bad.tolist())
-    u = TPE(unit_space(2).params).suggest(X, losses, rng)
+    u = TPE(unit_space(2).dims()).suggest(X, losses, rng)
     assert u.shape == (2,) and np.all((0 <= u) & (u <= 1))
     # only failures: the model still answers (l is the prior alone)
-    u = TPE(unit_space(2).params).suggest(X[:5], [None] * 5, rng)
+    u = TPE(unit_space(2).dims()).suggest(X[:5], [None] * 5, rng)
     assert np.all(np.isfinite(u))
 
 
@@ -378,7 +377,7 @@ def test_failed_region_is_avoided():
     rng = np.random.default_rng(1)
     X = rng.random((40, 2))
     losses = [None if x[0] < 0.5 else (x[1] - 0.3) ** 2 + 0.1 * x[0] for x in X]
-    core = TPE(unit_space(2).params)
+    core = TPE(unit_space(2).dims())
     picks = np.array([core.suggest(X, losses, np.random.default_rng(s)) for s in range(30)])
     assert np.mean(picks[:, 0] >= 0.5) >= 0.9
 
@@ -406,7 +405,7 @@ def test_conditional_children_only_where_active_and_modelled_from_their_branch()
 
     X = np.array([COND.encode_flat(f) for f in flats])
     losses = [loss(f) for f in flats]
-    core = TPE(COND.params)
+    core = TPE(COND.dims())
     model = core.fit(X, losses)
     for group, good, bad in model.groups:
         members = [COND.params[i].name for i in group.index]
@@ -440,7 +439,7 @@ def test_any_history_gives_a_valid_point(n, seed, kinds, n_pending):
     losses = [value[k] if value[k] != 1.0 else float(rng.random()) for k in kinds[:n]]
     censored = [k == "cens" for k in kinds[:n]]
     budgets = [int(rng.integers(1, 5)) if c else 9 for c in censored]
-    u = TPE(COND.params).suggest(X, losses, rng, budgets=budgets, censored=censored, pending=pending)
+    u = TPE(COND.dims()).suggest(X, losses, rng, budgets=budgets, censored=censored, pending=pending)
     config = COND.to_config(COND.decode_unit(u))
     assert COND.to_flat(config) == COND.decode_unit(u)
 
@@ -461,7 +460,7 @@ def test_bad_options_name_parameter_and_value(field, value):
 
 
 def test_bad_array_shapes_are_reported():
-    core = TPE(unit_space(2).params)
+    core = TPE(unit_space(2).dims())
     with pytest.raises(ValueError, match="'X' must be a 2-D array of unit vectors with 2 columns"):
         core.suggest(np.zeros((4, 3)), [1.0] * 4, np.random.default_rng(0))
     with pytest.raises(ValueError, match="'losses'"):
@@ -488,7 +487,7 @@ def test_suggestion_cost_at_200_observations():
     X = _mixed_points(rng, 200)
     losses = list(rng.random(200))
     pending = X[:8]
-    core = TPE(MIXED.params)
+    core = TPE(MIXED.dims())
     core.suggest(X, losses, rng, pending=pending)  # warm-up
     times = []
     for _ in range(20):

@@ -5,7 +5,8 @@ committed offset and delivers them. Nothing here talks to MLflow.
 
 Files in ``directory``:
 
-``outbox.jsonl``   the records, appended with one ``write`` per line, fsync'd (``fsync=True``).
+``outbox.jsonl``   the records, appended with one ``write`` per line, fdatasync'd (``fsync=True``) by
+                   a background thread right after (group commit, see :class:`OutboxWriter`).
 ``committed``      ``{"offset": <bytes>, "target": <parent run id>}``: every record ending at or
                    before ``offset`` has been delivered to ``target``. Written atomically (tmp file,
                    fsync, rename), so after a crash the sender resumes from the last commit and
@@ -87,17 +88,36 @@ class OutboxLock:
 
 
 class OutboxWriter:
-    """Appends records; thread-safe. ``end_offset`` is the size of the file after the last append."""
+    """Appends records; thread-safe. ``end_offset`` is the size of the file after the last append.
+
+    Every record is handed to the OS before :meth:`append` returns (it survives a crash of this
+    process). With ``fsync=True`` a background thread then makes it durable (``fdatasync``):
+    group commit, one ``fdatasync`` for every record written while the previous one ran, instead
+    of one per record in the caller (2-4 ms each on this ext4 disk: at 100 results per second
+    that was a third of the driver's time). ``durable_offset`` is the end of what is on disk; the
+    sender delivers nothing past it (``appended`` is set only then), so a machine crash never
+    leaves MLflow or the committed offset ahead of the file. What a machine crash can lose is the
+    records of the ``fdatasync`` in flight, a few milliseconds. :meth:`close` syncs the rest.
+    An I/O error of the background ``fdatasync`` is raised by the next :meth:`append`.
+    """
 
     def __init__(self, directory: str, *, fsync: bool = True):
         os.makedirs(directory, exist_ok=True)
         self.path = os.path.join(directory, OUTBOX_FILE)
         self._fsync = fsync
         self._lock = threading.Lock()
-        self.appended = threading.Event()  # set after every append; the sender clears it
+        self.appended = threading.Event()  # set when new records are durable; the sender clears it
         self._f = open(self.path, "ab")
         self._repair_torn_tail()
         self.end_offset = self._f.tell()
+        self.durable_offset = self.end_offset
+        self._dirty = threading.Event()
+        self._closing = False
+        self._error: OSError | None = None
+        self._syncer: threading.Thread | None = None
+        if fsync:
+            self._syncer = threading.Thread(target=self._sync_loop, name="outbox-fdatasync", daemon=True)
+            self._syncer.start()
 
     def _repair_torn_tail(self) -> None:
         size = os.fstat(self._f.fileno()).st_size
@@ -124,23 +144,60 @@ class OutboxWriter:
         """Write one record as one line; returns the end offset. Raises on I/O errors."""
         line = json.dumps(record, separators=(",", ":"), allow_nan=True).encode() + b"\n"
         with self._lock:
+            if self._error is not None:
+                raise self._error
             self._f.write(line)
             self._f.flush()
-            if self._fsync:
-                os.fdatasync(self._f.fileno())
             self.end_offset += len(line)
             end = self.end_offset
-        self.appended.set()
+            if not self._fsync:
+                self.durable_offset = end
+        if self._fsync:
+            self._dirty.set()
+        else:
+            self.appended.set()
         return end
 
+    def _sync_loop(self) -> None:
+        while True:
+            self._dirty.wait()
+            self._dirty.clear()
+            with self._lock:
+                if self._f.closed:
+                    return
+                end, fd = self.end_offset, self._f.fileno()
+            if end > self.durable_offset:
+                try:
+                    os.fdatasync(fd)  # outside the lock: appends go on meanwhile
+                except OSError as exc:
+                    with self._lock:
+                        self._error = exc
+                    logger.error("outbox %s: fdatasync failed: %s", self.path, exc)
+                    return
+                with self._lock:
+                    self.durable_offset = max(self.durable_offset, end)
+                self.appended.set()
+            if self._closing:
+                return
+
     def close(self) -> None:
+        if self._syncer is not None:
+            self._closing = True
+            self._dirty.set()
+            self._syncer.join()
+            self._syncer = None
         with self._lock:
             if not self._f.closed:
+                if self._fsync and self.end_offset > self.durable_offset and self._error is None:
+                    os.fdatasync(self._f.fileno())
+                    self.durable_offset = self.end_offset
                 self._f.close()
 
 
-def read_records(path: str, offset: int, max_records: int) -> Iterator[tuple[int, dict | None, bytes]]:
-    """Yield ``(end_offset, record, raw_line)`` for complete lines from ``offset``.
+def read_records(path: str, offset: int, max_records: int,
+                 end: int | None = None) -> Iterator[tuple[int, dict | None, bytes]]:
+    """Yield ``(end_offset, record, raw_line)`` for complete lines from ``offset`` (up to ``end``,
+    a line boundary, when given).
 
     A line that is not valid JSON yields ``record=None`` (the caller rejects it). An incomplete
     last line (being written) is not yielded.
@@ -153,7 +210,7 @@ def read_records(path: str, offset: int, max_records: int) -> Iterator[tuple[int
         f.seek(offset)
         pos = offset
         n = 0
-        while n < max_records:
+        while n < max_records and (end is None or pos < end):
             line = f.readline()
             if not line or not line.endswith(b"\n"):
                 return

@@ -43,7 +43,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from orchestrator.tracking.outbox import CommitLog, RejectLog, read_records
 
@@ -163,7 +163,8 @@ class Sender:
     def __init__(self, client: Any, outbox_path: str, commit_log: CommitLog, reject_log: RejectLog,
                  *, experiment_id: str, parent_run_id: str, run_uid: str, start_offset: int,
                  wake: threading.Event | None = None, max_backoff_s: float = 30.0,
-                 linger_s: float = 0.2, chunk_records: int = 5000):
+                 linger_s: float = 0.2, chunk_records: int = 5000,
+                 durable: Callable[[], int] | None = None):
         self.client = client
         self.outbox_path = outbox_path
         self.commit_log = commit_log
@@ -175,6 +176,9 @@ class Sender:
         self.max_backoff_s = max_backoff_s
         self.linger_s = linger_s
         self.chunk_records = chunk_records
+        # The end of what the writer has on disk (OutboxWriter.durable_offset): nothing after it
+        # is delivered or committed. None: the whole file (a closed outbox).
+        self.durable = durable
         self.stats = SenderStats()
         self._wake = wake or threading.Event()
         self._stop = threading.Event()
@@ -247,7 +251,8 @@ class Sender:
 
         Raises on transient errors (nothing after the last commit is considered delivered).
         """
-        chunk = list(read_records(self.outbox_path, self.committed, self.chunk_records))
+        end = self.durable() if self.durable is not None else None
+        chunk = list(read_records(self.outbox_path, self.committed, self.chunk_records, end))
         if not chunk:
             return False
         buffers: dict[str, _Buffer] = {}

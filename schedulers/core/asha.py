@@ -56,6 +56,16 @@ A NaN or +-inf value at a rung is recorded (it counts in ``n`` and ranks last: a
 trial is a real, losing sample) and the trial is stopped; it is never continued or
 promoted.
 
+Several objectives and constraints
+----------------------------------
+With ``mode`` a list (one entry per objective), a reported value is a sequence (user's units)
+and ``decide`` takes the trial's total constraint ``violation`` (0 = feasible). A rung is then
+ordered as in multi-objective ASHA (Schmucker, Donini, Zafar, Salinas, Archambeau, "Multi-objective
+Asynchronous Successive Halving", arXiv:2106.12639, 2021), by
+:func:`search_algs.core.pareto.feasibility_order`: feasible entries by non-dominated rank, ties by
+larger crowding distance, then the seeded tie key; infeasible entries after them by total
+violation; non-finite entries last. The quotas are those above.
+
 Brackets
 --------
 Each new trial is assigned a bracket at random with probability proportional to the number
@@ -80,6 +90,7 @@ import numpy as np
 
 from schedulers.core.decisions import Action, Decision, Plan, Reason, Status, for_action
 from schedulers.core.state_file import write_json_atomic
+from search_algs.core.pareto import feasibility_order
 from search_algs.errors import TuneorchError
 
 __all__ = ["ASHA", "Action", "Plan", "Status", "ASHAConfigError", "ASHAStateError", "rung_levels",
@@ -110,15 +121,19 @@ class RungEntry:
     tie: float  # tie key, uniform in [0, 1) from the seeded generator
     action: Action  # the decision made on arrival
     promoted: bool = False  # promotion variant: promoted from this rung
+    violation: float = 0.0  # several objectives / constraints: total constraint violation
 
     def to_json(self) -> dict:
-        return {"value": self.value, "nonfinite": self.nonfinite, "tie": self.tie,
-                "action": self.action.value, "promoted": self.promoted}
+        out = {"value": self.value, "nonfinite": self.nonfinite, "tie": self.tie,
+               "action": self.action.value, "promoted": self.promoted}
+        if self.violation:
+            out["violation"] = self.violation if math.isfinite(self.violation) else "inf"
+        return out
 
     @classmethod
     def from_json(cls, d: Mapping) -> "RungEntry":
         return cls(d["value"], d["nonfinite"], float(d["tie"]), Action(d["action"]),
-                   bool(d["promoted"]))
+                   bool(d["promoted"]), float(d.get("violation", 0.0)))
 
 
 @dataclass
@@ -224,7 +239,9 @@ def validate_options(grace_period: Any, eta: Any, max_t: Any, brackets: Any,
             f"max_t={max_t!r} (bracket s starts at grace_period*eta**s, which must stay below "
             f"max_t, plus one bracket without rungs), got brackets={brackets!r}; pass "
             f"brackets<={most} or raise max_t")
-    if mode not in MODES:
+    if isinstance(mode, (list, tuple)) and mode and all(m in MODES for m in mode):
+        pass  # several objectives (or constraints): one mode per objective
+    elif mode not in MODES:
         raise ASHAConfigError(f"ASHA: mode must be 'min' or 'max', got {mode!r}; "
                               f"pass mode='min' to minimise the metric or mode='max' to maximise it")
     if variant not in VARIANTS:
@@ -247,7 +264,8 @@ class ASHA:
         eta: reduction factor, ``>= 2``.
         max_t: a trial with ``t >= max_t`` is finished (``R``), ``>= grace_period``.
         brackets: number of brackets, ``1 <= brackets <= max_brackets(...)``.
-        mode: ``"min"`` or ``"max"``.
+        mode: ``"min"`` or ``"max"``; or a list, one per objective (see "Several objectives and
+            constraints" above).
         variant: ``"stopping"`` (decide at each rung: CONTINUE or STOP) or ``"promotion"``
             (PAUSE at each rung; promote paused trials through :meth:`plan`).
         seed: seeds the one generator behind bracket draws and tie keys.
@@ -265,6 +283,8 @@ class ASHA:
                                   f"pass stop_last_trials=True (stop trials at max_t, default) or False")
         self.stop_last_trials = stop_last_trials
         self.grace_period, self.eta, self.max_t = grace_period, eta, max_t
+        self.multi = isinstance(mode, (list, tuple))
+        mode = list(mode) if self.multi else mode
         self.brackets, self.mode, self.variant, self.seed = int(brackets), mode, variant, seed
         self.context = dict(context or {})
         self.levels = tuple(rung_levels(grace_period, eta, max_t, s) for s in range(self.brackets))
@@ -299,9 +319,10 @@ class ASHA:
         :class:`Action` of :meth:`decide`.)"""
         return self.decide(trial_id, t, value).action
 
-    def decide(self, trial_id: str, t: float, value: float) -> Decision:
+    def decide(self, trial_id: str, t: float, value: Any, violation: float = 0.0) -> Decision:
         """A trial reported ``value`` at progress ``t``: ``Continue``, ``Pause`` or ``Stop``,
-        with the :class:`Reason`."""
+        with the :class:`Reason`. Several objectives: ``value`` is one number per objective and
+        ``violation`` the total constraint violation."""
         if trial_id not in self.trials:
             self.add(trial_id)
         state = self.trials[trial_id]
@@ -334,7 +355,7 @@ class ASHA:
                 state.status = Status.STOPPED
             self._changed()
             return for_action(trial_id, entry.action, Reason.REPEATED)
-        action = self._arrive(trial_id, state, k, value)
+        action = self._arrive(trial_id, state, k, value, violation)
         entry = state.rungs[k]
         reason = (Reason.NONFINITE if entry.nonfinite is not None else
                   Reason.RUNG_CUT if action is Action.STOP else
@@ -439,6 +460,9 @@ class ASHA:
     def rank(self, trial_id: str, k: int) -> tuple[int, int]:
         """``(rank, n)`` of ``trial_id`` at rung ``k`` of its bracket."""
         b = self.trials[trial_id].bracket
+        if self.multi:
+            ranked = self._ranked(b, k)
+            return ranked.index(trial_id) + 1, len(ranked)
         keys = self._keys(b, k)
         entry = self._rungs[(b, k)][trial_id]
         return bisect.bisect_left(keys, self._rank_key(trial_id, entry)) + 1, len(keys)
@@ -449,11 +473,25 @@ class ASHA:
                 entry.tie, trial_id)
 
     def _keys(self, bracket: int, k: int) -> list[tuple]:
+        if self.multi:
+            return self._pareto_keys(bracket, k)
         keys = self._sorted_keys.get((bracket, k))
         if keys is None:
             entries = self._rungs.get((bracket, k), {})
             keys = self._sorted_keys[(bracket, k)] = sorted(self._rank_key(t, e) for t, e in entries.items())
         return keys
+
+    def _pareto_keys(self, bracket: int, k: int) -> list[tuple]:
+        """Several objectives: ``(position, trial_id)`` best first, from the whole rung (module
+        docstring); recomputed on each call (O(n^2) in the rung's size)."""
+        entries = sorted(self._rungs.get((bracket, k), {}).items(), key=lambda item: (item[1].tie, item[0]))
+        if not entries:
+            return []
+        m = len(self.mode)
+        Y = np.array([[self._loss(v, j) for j, v in enumerate(e.value)] if e.value is not None
+                      else [np.nan] * m for _, e in entries], dtype=float).reshape(len(entries), m)
+        order = feasibility_order(Y, [e.violation for _, e in entries])
+        return [(pos, entries[i][0]) for pos, i in enumerate(order)]
 
     def status(self, trial_id: str) -> Status:
         return self.trials[trial_id].status
@@ -465,6 +503,10 @@ class ASHA:
             for k, milestone in enumerate(levels):
                 entries = self._rungs.get((b, k), {})
                 finite = [e.value for e in entries.values() if e.nonfinite is None]
+                if self.multi:
+                    feasible = sum(1 for e in entries.values() if e.nonfinite is None and not e.violation)
+                    parts.append(f"t={milestone}: n={len(entries)} feasible={feasible}")
+                    continue
                 best = (min if self.mode == "min" else max)(finite) if finite else None
                 parts.append(f"t={milestone}: n={len(entries)} best={best}")
             lines.append(f"bracket {b}: " + (" | ".join(parts) or "no rungs"))
@@ -534,18 +576,26 @@ class ASHA:
                 reached = k
         return reached
 
-    def _loss(self, value: float) -> float:
-        return value if self.mode == "min" else -value
+    def _loss(self, value: float, objective: int = 0) -> float:
+        mode = self.mode[objective] if self.multi else self.mode
+        return value if mode == "min" else -value
 
     def _ranked(self, bracket: int, k: int) -> list[str]:
         entries = self._rungs.get((bracket, k), {})
         return [key[-1] for key in self._keys(bracket, k)] if entries else []
 
-    def _arrive(self, trial_id: str, state: TrialState, k: int, value: float) -> Action:
-        value = float(value)
-        finite = math.isfinite(value)
-        entry = RungEntry(value if finite else None, None if finite else repr(value),
-                          float(self.rng.random()), Action.CONTINUE)
+    def _arrive(self, trial_id: str, state: TrialState, k: int, value: Any, violation: float = 0.0) -> Action:
+        if self.multi:
+            values = [float(v) for v in value]
+            bad = [v for v in values if not math.isfinite(v)]
+            finite = not bad
+            entry = RungEntry(values if finite else None, None if finite else repr(bad[0]),
+                              float(self.rng.random()), Action.CONTINUE, violation=float(violation))
+        else:
+            value = float(value)
+            finite = math.isfinite(value)
+            entry = RungEntry(value if finite else None, None if finite else repr(value),
+                              float(self.rng.random()), Action.CONTINUE)
         state.rungs[k] = entry
         self._rungs.setdefault((state.bracket, k), {})[trial_id] = entry
         if (state.bracket, k) in self._sorted_keys:

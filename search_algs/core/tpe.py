@@ -1,7 +1,7 @@
 """Tree-structured Parzen Estimator (TPE): the numerical core.
 
-numpy/scipy only; nothing here knows of Ray. The core works on the :class:`Param` tuple of a
-:class:`search_algs.space.Space` and on unit vectors (``NaN`` where a parameter is inactive).
+numpy/scipy only; nothing here knows of Ray. The core works on the
+:class:`~search_algs.core.dims.Dim` tuple of a space (``Space.dims()``) and on unit vectors (``NaN`` where a parameter is inactive).
 The adapter (``search_algs/tpe.py``) only turns observations into arrays and back.
 
 References: Bergstra et al., "Algorithms for Hyper-Parameter Optimization", NeurIPS 2011
@@ -109,14 +109,13 @@ from typing import Any, Sequence
 import numpy as np
 from scipy.special import log_ndtr, ndtr, ndtri
 
-from search_algs.space import Param
+from search_algs.core.dims import CATEGORICAL, Dim
 
 __all__ = [
     "TPEOptions",
     "TPE",
     "TPEModel",
     "ParzenEstimator",
-    "Dim",
     "gamma",
     "recency_weights",
     "rank_observations",
@@ -126,7 +125,6 @@ __all__ = [
 
 _LOG_2PI_HALF = 0.5 * math.log(2.0 * math.pi)
 
-CONTINUOUS, GRID, CATEGORICAL = "continuous", "grid", "categorical"
 
 
 # ---- options ---------------------------------------------------------------------------
@@ -301,45 +299,6 @@ def _log_unit_mass(mu: np.ndarray, s: np.ndarray) -> np.ndarray:
     return log_normal_mass(a, b)
 
 
-@dataclass(frozen=True)
-class Dim:
-    """How the core treats one parameter's unit coordinate.
-
-    ``kind`` is ``"continuous"``, ``"grid"`` (integer / quantised) or ``"categorical"``.
-    ``edges``: ``(n_grid + 1,)`` unit-interval cell boundaries of a grid parameter; ``values``:
-    ``(n_grid,)`` unit coordinate of each grid point. ``n_choices``: categories of a
-    categorical parameter.
-    """
-
-    kind: str
-    n_choices: int = 0
-    edges: np.ndarray | None = None
-    values: np.ndarray | None = None
-
-    @classmethod
-    def of(cls, param: Param) -> "Dim":
-        if param.is_categorical:
-            return cls(CATEGORICAL, n_choices=param.n_choices)
-        n = param.n_grid
-        if n is None:
-            return cls(CONTINUOUS)
-        d = param.domain
-        # value k decodes from the cell between the midpoints to its neighbours (rounding
-        # happens on the value scale, so on log grids the cells are unequal in u)
-        inner = [param.encode(d.low + (k - 0.5) * d.step) for k in range(1, n)]
-        edges = np.array([0.0, *inner, 1.0])
-        values = np.array([param.encode(d.low + k * d.step) for k in range(n)])
-        return cls(GRID, edges=edges, values=values)
-
-    def cell(self, u: np.ndarray) -> np.ndarray:
-        """Grid cell index of unit coordinates ``u``."""
-        return np.clip(np.searchsorted(self.edges, u, side="right") - 1, 0, len(self.values) - 1)
-
-    def choice(self, u: np.ndarray) -> np.ndarray:
-        """Category index of unit coordinates ``u``."""
-        return np.clip(np.floor(u * self.n_choices), 0, self.n_choices - 1).astype(int)
-
-
 def neighbour_bandwidths(x: np.ndarray, floor: float) -> np.ndarray:
     """Per-kernel widths from the neighbours of each centre (hyperopt's and Optuna's rule):
     the larger of the gaps to the next centre below and above, the domain's ends ``0`` and
@@ -397,11 +356,11 @@ class ParzenEstimator:
         w = np.append(np.asarray(weights, dtype=float), prior_weight)  # (c + 1,); last = prior
         self.log_w = np.log(w / w.sum())
         self.mix = w / w.sum()
-        kinds = [dim.kind for dim in self.dims]
-        self._cont = np.array([j for j, kd in enumerate(kinds) if kd == CONTINUOUS], dtype=int)
-        self._grid = [j for j, kd in enumerate(kinds) if kd == GRID]
-        self._cats = [j for j, kd in enumerate(kinds) if kd == CATEGORICAL]
-        num = np.array([j for j, kd in enumerate(kinds) if kd != CATEGORICAL], dtype=int)
+        self._cont = np.array([j for j, dim in enumerate(self.dims) if dim.numeric and not dim.on_grid],
+                              dtype=int)  # continuous, and discrete without an explicit grid
+        self._grid = [j for j, dim in enumerate(self.dims) if dim.on_grid]
+        self._cats = [j for j, dim in enumerate(self.dims) if dim.kind == CATEGORICAL]
+        num = np.array([j for j, dim in enumerate(self.dims) if dim.numeric], dtype=int)
         self.bandwidth = np.ones(k)  # sigma (continuous / grid) or lam (categorical)
         if c:
             wn = w[:c] / w[:c].sum()
@@ -525,8 +484,8 @@ class ParzenEstimator:
                 p = pa + v * (ndtr(b) - pa)
                 z = np.clip(ndtri(np.clip(p, 1e-300, 1.0 - 1e-16)), a, b)
                 x = np.where(from_prior, v, np.clip(mu + s * z, 0.0, 1.0))
-            if dim.kind == GRID:
-                x = dim.values[dim.cell(x)]
+            if dim.on_grid:
+                x = dim.grid[dim.cell(x)]
             out[:, j] = x
         return out
 
@@ -585,18 +544,20 @@ class TPE:
     """Multivariate, tree-structured TPE over a space's parameters.
 
     Args:
-        params: the space's :class:`Param` tuple (parents before children).
+        dims: one :class:`~search_algs.core.dims.Dim` per parameter, parents before children
+            (``Space.dims()``).
         options: :class:`TPEOptions`.
     """
 
-    def __init__(self, params: Sequence[Param], options: TPEOptions | None = None):
-        self.params = tuple(params)
+    def __init__(self, dims: Sequence[Dim], options: TPEOptions | None = None):
+        self.dims = tuple(dims)
+        if not all(isinstance(dim, Dim) for dim in self.dims):
+            raise TypeError(f"TPE: 'dims' must be a sequence of Dim (Space.dims()), got {dims!r}")
         self.options = options or TPEOptions()
-        self.d = len(self.params)
-        self.dims = [Dim.of(p) for p in self.params]
+        self.d = len(self.dims)
         by_condition: dict[tuple, list[int]] = {}
-        for i, p in enumerate(self.params):
-            by_condition.setdefault(tuple(p.condition), []).append(i)
+        for i, dim in enumerate(self.dims):
+            by_condition.setdefault(tuple(dim.condition), []).append(i)
         # parents precede children in params, so ordering groups by first member is top-down
         self.groups = sorted((_Group(cond, np.array(ix)) for cond, ix in by_condition.items()),
                              key=lambda g: int(g.index[0]))
