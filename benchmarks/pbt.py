@@ -403,10 +403,10 @@ def noisy_labels(y: np.ndarray, fraction: float, seed: int = LABEL_NOISE_SEED) -
 
 
 def digits_splits(val_fraction: float = DIGITS_VAL_FRACTION):
-    """``(train, val, test)`` of the digits images: ``examples.digits_mlp.load_digits_split``'s
+    """``(train, val, test)`` of the digits images: ``tuneorch_examples.digits_mlp.load_digits_split``'s
     fixed shuffle and standardisation, its held-out part cut in two: the first half validates
     (PBT and the choice of the best member see it), the second is a test set nobody selects on."""
-    from examples.digits_mlp import load_digits_split
+    from tuneorch_examples.digits_mlp import load_digits_split
 
     train, (x, y) = load_digits_split(val_fraction=val_fraction)
     half = len(x) // 2
@@ -414,7 +414,7 @@ def digits_splits(val_fraction: float = DIGITS_VAL_FRACTION):
 
 
 def digits_trainable(config: dict) -> None:
-    """``examples.digits_mlp.train_digits`` (same model, SGD, batches, checkpoint and resume,
+    """``tuneorch_examples.digits_mlp.train_digits`` (same model, SGD, batches, checkpoint and resume,
     lr and momentum read from ``config`` after restoring) on :func:`digits_splits`: it also
     reports ``test_loss`` and ``test_accuracy`` on the test half, and the ``lr`` and
     ``momentum`` the epoch was trained with. ``config["label_noise"]`` (default 0): that
@@ -424,7 +424,7 @@ def digits_trainable(config: dict) -> None:
     from ray import tune
     from torch import nn
 
-    from examples.digits_mlp import build_model
+    from tuneorch_examples.digits_mlp import build_model
 
     torch.set_num_threads(1)
     seed = int(config.get("seed", 0))
@@ -778,7 +778,7 @@ def render_digits(data: Mapping) -> str:
            f"{meta.get('load_avg_start')} -> {meta.get('load_avg_end')}",
            f"- machine: {meta['machine']}; code: {meta['git']}",
            "- versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
-           f"- `examples.digits_mlp.train_digits` (hidden 64, 2 layers, batch 64, no dropout), population "
+           f"- `tuneorch_examples.digits_mlp.train_digits` (hidden 64, 2 layers, batch 64, no dropout), population "
            f"{meta['population']} x {meta['epochs']} epochs; lr log[1e-3, 0.3] and momentum [0, 0.95] from "
            f"our seeded RandomSearch (the same {meta['population']} initial configs for both); PBT explores "
            f"lr and momentum every {meta['interval']} epochs; {meta['seeds']} seeds",

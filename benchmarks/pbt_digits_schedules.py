@@ -32,7 +32,7 @@ def curve(lr_of, momentum: float, epochs: int = 24, seed: int = 0, problem: str 
     from torch import nn
 
     from benchmarks.pbt import digits_problem, digits_splits, noisy_labels
-    from examples.digits_mlp import build_model
+    from tuneorch_examples.digits_mlp import build_model
 
     p = digits_problem(problem)
     torch.set_num_threads(1)

@@ -1,6 +1,6 @@
 """Scheduler benchmark (issue 7): FIFO vs our ASHA (stopping, promotion) vs Ray's ASHA.
 
-Problem: ``examples.digits_mlp.train_digits`` (a torch MLP on scikit-learn's digits that reports
+Problem: ``tuneorch_examples.digits_mlp.train_digits`` (a torch MLP on scikit-learn's digits that reports
 ``val_loss`` after every epoch and checkpoints every epoch, so the promotion variant can pause
 and resume it), trained for at most ``max_t`` epochs (27), ``grace_period`` 1, ``eta`` 3.
 Every run goes through ``ray.tune.Tuner`` with ``concurrency`` trials at once (CPU
@@ -160,7 +160,7 @@ def run_one(scheduler: str, seed: int, n_trials: int, concurrency: int = 4, num_
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
-    from examples.digits_mlp import train_digits
+    from tuneorch_examples.digits_mlp import train_digits
     from search_algs.random_search import RandomSearch
     from search_algs.space import Space
 
@@ -706,7 +706,7 @@ def render(data: Mapping) -> str:
         f"{meta.get('load_avg_start')} / {meta.get('load_avg_end')}")
     add(f"- machine: {meta['machine']}; code: {meta['git']}")
     add("- versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()))
-    add(f"- problem: `examples.digits_mlp.train_digits` (MLP on digits, `{meta['metric']}` after every epoch, "
+    add(f"- problem: `tuneorch_examples.digits_mlp.train_digits` (MLP on digits, `{meta['metric']}` after every epoch, "
         f"checkpoint every epoch), max_t = {meta['max_t']} epochs, grace_period = {meta['grace_period']}, "
         f"eta = {meta['eta']}; space: " + ", ".join(f"{k}={v}" for k, v in meta["space"].items()))
     add(f"- {meta['n_trials']} trials per run, {meta['concurrency']} at a time (CPU "

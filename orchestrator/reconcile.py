@@ -130,6 +130,7 @@ def reconcile_restored_trials(experiment_path: str, trials: list, tracker: Any =
             logger.warning("resume: removed trial folder %s: its trial is not in Tune's snapshot "
                            "(%d results; the search creates it again)", name, len(rows))
             continue
+        _ray_private.forget_missing_checkpoints(trial)
         adopted = _adopt_newest_checkpoint(trial, os.path.join(folder, name), rows)
         if adopted:
             done["adopted"][trial.trial_id] = adopted

@@ -612,7 +612,7 @@ class ExperimentSpec:
         if not sep or not module_name or not attr:
             raise SpecError(
                 f"trainable: must look like 'package.module:function', got {self.trainable!r}; "
-                f"e.g. trainable: examples.digits_mlp:train_digits"
+                f"e.g. trainable: tuneorch_examples.digits_mlp:train_digits"
             )
         try:
             module = importlib.import_module(module_name)

@@ -90,7 +90,7 @@ def verify() -> None:
     needs(Trial, "get_trainable_cls")
     needs(_TrainingRunMetadata, "invalidate_cache")
     manager = _CheckpointManager(None)
-    for name in ("_latest_checkpoint_result", "checkpoint_config", "latest_checkpoint_result"):
+    for name in ("_latest_checkpoint_result", "_checkpoint_results", "checkpoint_config", "latest_checkpoint_result"):
         if not hasattr(manager, name):
             problems.append(f"_CheckpointManager has no attribute {name}")
     if "_latest_checkpoint_result" not in inspect.getsource(_CheckpointManager.latest_checkpoint_result.fget):
@@ -395,6 +395,27 @@ def adopt_checkpoint(trial: Any, path: str, metrics: dict, config: Optional[dict
     trial.run_metadata.last_result = dict(metrics)
     trial.invalidate_json_state()
     trial.run_metadata.invalidate_cache()
+
+
+def forget_missing_checkpoints(trial: Any) -> list[str]:
+    """Drop from a restored trial's checkpoint list (``_CheckpointManager._checkpoint_results``)
+    the local checkpoints whose folders are gone; return their paths. Tune deletes checkpoints
+    beyond ``num_to_keep`` as new ones arrive; a driver killed after such a deletion and before
+    its next snapshot comes back listing them, and the next deletion then stops at the first one
+    (``_delete_fs_path`` raises on a missing path): Tune logs "Error handling checkpoint" and
+    the older checkpoints are never deleted."""
+    manager = trial.run_metadata.checkpoint_manager
+    gone = []
+    kept = []
+    for result in manager._checkpoint_results:
+        checkpoint = result.checkpoint
+        local = getattr(checkpoint.filesystem, "type_name", None) == "local"
+        if local and not os.path.isdir(checkpoint.path) and result is not manager._latest_checkpoint_result:
+            gone.append(checkpoint.path)
+        else:
+            kept.append(result)
+    manager._checkpoint_results = kept
+    return gone
 
 
 def latest_checkpoint_path(trial: Any) -> Optional[str]:

@@ -470,7 +470,15 @@ class PBTScheduler(TuneorchScheduler):
         checkpoint, metrics, donor_time = found
         if self._copy or (self._copy is None and (_ray_private.num_to_keep(target) is not None
                                                  or _ray_private.num_to_keep(donor) is not None)):
-            checkpoint = _copy_checkpoint(checkpoint, f"pbt-{exploit.target}-{core.members[exploit.target].exploits + 1}")
+            try:
+                checkpoint = _copy_checkpoint(checkpoint, f"pbt-{exploit.target}-{core.members[exploit.target].exploits + 1}")
+            except FileNotFoundError as exc:
+                # Tune's record of the donor's latest checkpoint names a folder that is gone (seen
+                # after a resume from a killed driver): no exploit this time, the run goes on.
+                logger.warning("PBT: exploit %s <- %s called off: the donor's checkpoint %s is missing "
+                               "(%s)", exploit.target, exploit.donor, checkpoint.path, exc)
+                core.abort(exploit, "donor checkpoint missing")
+                return False
         if running:
             _ray_private.pause_without_saving(controller, target)
         _ray_private.restart_from(target, checkpoint, {k: v for k, v in metrics.items() if k not in _NOT_INHERITED})

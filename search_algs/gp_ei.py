@@ -60,7 +60,7 @@ class GPEISearch(SpaceSearcher):
             mean; see :mod:`search_algs.core.acquisition`). ``"none"`` is the default since
             2026-12-07: on the real tabular problems the posterior-mean recommendation picked a
             worse point than the best observation in 31 runs and a better one in 16 (GP-EI and
-            KG, 135 runs; BENCHMARKS.md, 2026-12-07 section).
+            KG, 225 runs; BENCHMARKS.md, 2026-12-07 section).
         options: every other setting of the core, a :class:`GPEIOptions` or a mapping of some
             of its fields (nested parts as mappings too, e.g. ``{"noisy_acqf": "nei", "prior":
             {"noise_loc": -6}}``, as ``search_options`` in YAML give it); its ``noise`` is

@@ -76,7 +76,7 @@ def digits_run(mlflow_server_process, ray_local, mlflow_server, tmp_path_factory
     artifact_log.log_run_artifacts = recording  # the API looks it up at call time
     start = time.monotonic()
     try:
-        result = tune("examples.digits_mlp:train_digits", DIGITS_SPACE, metric="val_loss", mode="min",
+        result = tune("tuneorch_examples.digits_mlp:train_digits", DIGITS_SPACE, metric="val_loss", mode="min",
                       num_samples=3, max_concurrent=2, seed=1, tracking_uri=mlflow_server,
                       storage_path=str(tmp_path_factory.mktemp("digits")), name="artifacts-digits",
                       register_model=model_name, verbose=0)
@@ -104,7 +104,7 @@ def test_parent_run_holds_spec_tables_plots_and_best_checkpoint(digits_run, mlfl
     local = client.download_artifacts(run_id, "spec.json", str(tmp_path))
     with open(local) as f:
         spec = json.load(f)
-    assert spec["summary"]["trainable"] == "examples.digits_mlp:train_digits"
+    assert spec["summary"]["trainable"] == "tuneorch_examples.digits_mlp:train_digits"
     assert spec["summary"]["metric"] == "val_loss" and spec["summary"]["num_samples"] == 3
     space = {row["name"]: row for row in spec["space"]}
     assert space["lr"] == {"name": "lr", "type": "float", "low": 0.02, "high": 0.3, "log": True, "step": None}
@@ -144,7 +144,7 @@ def test_best_model_is_registered_as_champion_and_predicts(digits_run, mlflow_se
     import mlflow.pytorch
     import torch
 
-    from examples.digits_mlp import load_digits_split, load_model
+    from tuneorch_examples.digits_mlp import load_digits_split, load_model
 
     result, model_name = digits_run
     client = _client(mlflow_server)
@@ -180,7 +180,7 @@ def test_lineage_records_give_a_lineage_plot(digits_run, mlflow_server, tmp_path
         {"target": c, "donor": b, "time": 2, "donor_time": 1,            # the PBT core's JSON form
          "target_config": {"lr": 0.05}, "new_config": {"lr": 0.04}},
     ]
-    spec = ExperimentSpec("examples.digits_mlp:train_digits", DIGITS_SPACE, "val_loss", "min")
+    spec = ExperimentSpec("tuneorch_examples.digits_mlp:train_digits", DIGITS_SPACE, "val_loss", "min")
     report = artifact_log.log_run_artifacts(mlflow_server, run_id, result.experiment_path, result,
                                          spec=spec, lineage=records)
     assert report.complete, report.failed
@@ -212,7 +212,7 @@ def test_remote_checkpoint_is_a_tag_and_storage_is_searched_without_a_grid(digit
         result_grid=[SimpleNamespace(metrics={"trial_id": result.best_trial_id}, checkpoint=remote)])
     client = _client(mlflow_server)
     run_id = client.create_run(result.mlflow_experiment_id, run_name="remote").info.run_id
-    spec = ExperimentSpec("examples.digits_mlp:train_digits", DIGITS_SPACE, "val_loss", "min")
+    spec = ExperimentSpec("tuneorch_examples.digits_mlp:train_digits", DIGITS_SPACE, "val_loss", "min")
     report = artifact_log.log_run_artifacts(mlflow_server, run_id, result.experiment_path, fake, spec=spec)
     assert report.complete, report.failed
     assert f"tag {artifact_log.BEST_CHECKPOINT_TAG}" in report.uploaded
@@ -305,7 +305,7 @@ def test_refused_uploads_are_named_and_the_rest_still_goes(digits_run, mlflow_se
             return super().log_artifacts(run_id, local_dir, artifact_path)
 
     caplog.set_level(logging.WARNING, logger="orchestrator.tracking.artifact_log")
-    spec = ExperimentSpec("examples.digits_mlp:train_digits", DIGITS_SPACE, "val_loss", "min")
+    spec = ExperimentSpec("tuneorch_examples.digits_mlp:train_digits", DIGITS_SPACE, "val_loss", "min")
     report = artifact_log.log_run_artifacts(mlflow_server, run_id, result.experiment_path, result,
                                          spec=spec, client=RefusesPlots(mlflow_server))
     assert list(report.failed) == ["plots/"] and "artifact store said no" in report.failed["plots/"]
@@ -343,12 +343,12 @@ def test_register_model_needs_load_model_and_tracking():
         tune(quick_steps, {"x": Float(0.0, 1.0)}, metric="loss", mode="min", register_model="m")
     for bad in ("", "a/b", "a:b", " m", 3, "."):
         with pytest.raises(SpecError, match="register_model: must be a registered model name"):
-            ExperimentSpec.from_dict({**base, "trainable": "examples.digits_mlp:train_digits",
+            ExperimentSpec.from_dict({**base, "trainable": "tuneorch_examples.digits_mlp:train_digits",
                                       "register_model": bad})
     with pytest.raises(SpecError, match="needs MLflow tracking"):
-        ExperimentSpec.from_dict({**base, "trainable": "examples.digits_mlp:train_digits",
+        ExperimentSpec.from_dict({**base, "trainable": "tuneorch_examples.digits_mlp:train_digits",
                                   "register_model": "m", "tracking_uri": ""})
-    spec = ExperimentSpec.from_dict({**base, "trainable": "examples.digits_mlp:train_digits",
+    spec = ExperimentSpec.from_dict({**base, "trainable": "tuneorch_examples.digits_mlp:train_digits",
                                      "register_model": "digits"})
     assert spec.register_model == "digits"
 
@@ -359,7 +359,7 @@ def test_input_example_makes_a_pt2_model(mlflow_server, tmp_path):
     import torch
     from ray.tune import Checkpoint
 
-    from examples.digits_mlp import build_model, load_model
+    from tuneorch_examples.digits_mlp import build_model, load_model
 
     config = {"hidden": 8, "layers": 1, "dropout": 0.0}
     torch.manual_seed(0)

@@ -268,7 +268,7 @@ API_CASES = [
     ("held-out-str", {"held_out_seeds": "101"}, ["held_out_seeds", "'101'"]),
     ("held-out-empty", {"held_out_seeds": []}, ["held_out_seeds", "[]"]),
     ("trainable-int", {"trainable": 5}, ["trainable", "5"]),
-    ("trainable-no-colon", {"trainable": "examples.digits_mlp"}, ["trainable", "'examples.digits_mlp'",
+    ("trainable-no-colon", {"trainable": "tuneorch_examples.digits_mlp"}, ["trainable", "'tuneorch_examples.digits_mlp'",
                                                                   "package.module:function"]),
     ("trainable-missing-module", {"trainable": "no_such_pkg_xyz:f"}, ["trainable", "'no_such_pkg_xyz'", "PYTHONPATH"]),
     ("register-model-slash", {"register_model": "a/b"}, ["register_model", "'a/b'"]),

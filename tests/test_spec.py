@@ -9,7 +9,7 @@ import pytest
 from orchestrator.spec import ExperimentSpec, SpecError, apply_override
 
 GOOD = {
-    "trainable": "examples.digits_mlp:train_digits",
+    "trainable": "tuneorch_examples.digits_mlp:train_digits",
     "space": {"lr": {"type": "float", "low": 1e-3, "high": 0.1, "log": True}},
     "metric": "val_loss",
     "mode": "min",
@@ -43,9 +43,9 @@ BAD_INPUT = [
     ({"num_samples": 0}, ["num_samples", "positive integer", "0"]),
     ({"num_samples": -3}, ["num_samples", "-3"]),
     ({"max_concurrent": 0}, ["max_concurrent", "positive integer", "0"]),
-    ({"trainable": "examples.no_such_module:f"}, ["trainable", "'examples.no_such_module'", "does not import"]),
-    ({"trainable": "examples.digits_mlp:no_such_fn"}, ["trainable", "no 'no_such_fn'", "train_digits"]),
-    ({"trainable": "examples.digits_mlp"}, ["trainable", "package.module:function", "'examples.digits_mlp'"]),
+    ({"trainable": "tuneorch_examples.no_such_module:f"}, ["trainable", "'tuneorch_examples.no_such_module'", "does not import"]),
+    ({"trainable": "tuneorch_examples.digits_mlp:no_such_fn"}, ["trainable", "no 'no_such_fn'", "train_digits"]),
+    ({"trainable": "tuneorch_examples.digits_mlp"}, ["trainable", "package.module:function", "'tuneorch_examples.digits_mlp'"]),
     ({"resources": {"cpu": -1}}, ["resources.cpu", ">= 0", "-1"]),
     ({"resources": {"cpu": 0, "gpu": 0}}, ["resources", "cpu=0 and gpu=0"]),
     ({"resources": {"gpu": 1.5}}, ["resources.gpu", "1.5"]),
@@ -98,7 +98,7 @@ def test_the_example_spec_is_valid():
 def test_overrides_reach_nested_fields(tmp_path):
     path = tmp_path / "spec.yaml"
     path.write_text(textwrap.dedent("""
-        trainable: examples.digits_mlp:train_digits
+        trainable: tuneorch_examples.digits_mlp:train_digits
         metric: val_loss
         mode: min
         space:
@@ -138,13 +138,13 @@ def test_bad_searcher_and_scheduler_options_fail_before_ray_starts(tmp_path, mon
     monkeypatch.setattr(cluster, "connect", no_ray)
     space = {"lr": {"type": "float", "low": 1e-3, "high": 0.1, "log": True}}
     with pytest.raises(SpecError, match="search_options.n_startp: TPESearch.*'tpe'.*did you mean 'n_startup'"):
-        tune("examples.digits_mlp:train_digits", space, metric="val_loss", mode="min", search="tpe",
+        tune("tuneorch_examples.digits_mlp:train_digits", space, metric="val_loss", mode="min", search="tpe",
              search_options={"n_startp": 3}, storage_path=str(tmp_path))
     with pytest.raises(SpecError, match="scheduler_options.eta"):
-        tune("examples.digits_mlp:train_digits", space, metric="val_loss", mode="min", scheduler="asha",
+        tune("tuneorch_examples.digits_mlp:train_digits", space, metric="val_loss", mode="min", scheduler="asha",
              scheduler_options={"eta": 1}, storage_path=str(tmp_path))
     # PBT's options that name parameters are checked against the experiment's space.
     with pytest.raises(SpecError, match="scheduler_options.mutable.*'momentum'"):
-        tune("examples.digits_mlp:train_digits", space, metric="val_loss", mode="min", scheduler="pbt",
+        tune("tuneorch_examples.digits_mlp:train_digits", space, metric="val_loss", mode="min", scheduler="pbt",
              scheduler_options={"mutable": ["momentum"]}, storage_path=str(tmp_path))
     assert list(tmp_path.iterdir()) == []

@@ -14,7 +14,7 @@ FIELDS = [f.name for f in dataclasses.fields(ExperimentSpec)]
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(-10, 10**6), st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=12), st.sampled_from(["min", "max", "random", "fifo", "float", "int", "choice",
-                                           "examples.digits_mlp:train_digits", "log", "1e-3"]),
+                                           "tuneorch_examples.digits_mlp:train_digits", "log", "1e-3"]),
 )
 values = st.recursive(
     scalars,
@@ -34,7 +34,7 @@ specs = st.dictionaries(
     st.sampled_from(FIELDS + ["extra", "num_sample"]),
     values,
     max_size=len(FIELDS),
-).map(lambda d: {**{"trainable": "examples.digits_mlp:train_digits", "metric": "m", "mode": "min",
+).map(lambda d: {**{"trainable": "tuneorch_examples.digits_mlp:train_digits", "metric": "m", "mode": "min",
                     "space": {"x": {"type": "float", "low": 0, "high": 1}}}, **d})
 
 
@@ -50,7 +50,7 @@ def test_any_spec_mapping_validates_or_raises_spec_error(data):
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(st.text(min_size=1, max_size=6), leaf_domains | values, min_size=1, max_size=4))
 def test_any_space_validates_or_raises_spec_error(space):
-    data = {"trainable": "examples.digits_mlp:train_digits", "metric": "m", "mode": "max", "space": space}
+    data = {"trainable": "tuneorch_examples.digits_mlp:train_digits", "metric": "m", "mode": "max", "space": space}
     try:
         spec = ExperimentSpec.from_dict(data)
     except SpecError as exc:

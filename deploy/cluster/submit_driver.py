@@ -11,7 +11,7 @@ mount the repository at ``~/tuneorch`` and ``pip install -e`` it)::
 
 The spec path is taken as given when it exists, else relative to the mounted repository
 (``$TUNEORCH_HOME``, default ``~/tuneorch``). The run starts in that repository, so
-``trainable: examples.digits_mlp:train_digits`` imports the way it does locally. The driver
+``trainable: tuneorch_examples.digits_mlp:train_digits`` imports the way it does locally. The driver
 joins the running cluster (``--set address=auto`` comes first; a later ``--set address=...``
 wins). On more than one node, ``storage_path`` must be shared storage (``s3://``, ``gs://``,
 NFS): a head-local directory fails when a worker node saves a checkpoint.
