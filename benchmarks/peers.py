@@ -542,11 +542,11 @@ def _variant(name: str, base: str, description: str, core_options: dict | None =
 # orchestrator's registry), run only when named with --optimizers, never through Tune.
 VARIANTS: dict[str, OptimizerSpec] = {
     "gp-ei-plain": _variant("gp-ei-plain", "gp-ei", "GP-EI with noise='none' (plain EI: incumbent and "
-                            "recommendation = best observed; the default since 2026-12-07)", noise="none"),
+                            "recommendation = best observed)", noise="none"),
     "gp-ei-aei": _variant("gp-ei-aei", "gp-ei", "GP-EI with noisy_acqf='aei' (when noisy: augmented EI, "
-                          "Huang et al. 2006)", noise="auto", core_options={"noisy_acqf": "aei"}),
+                          "Huang et al. 2006)", core_options={"noisy_acqf": "aei"}),
     "gp-ei-nei": _variant("gp-ei-nei", "gp-ei", "GP-EI with noisy_acqf='nei' (when noisy: NEI of Letham "
-                          "et al. 2019)", noise="auto", core_options={"noisy_acqf": "nei"}),
+                          "et al. 2019)", core_options={"noisy_acqf": "nei"}),
     "gp-ei-nei-always": _variant("gp-ei-nei-always", "gp-ei", "GP-EI with noise='noisy' and noisy_acqf='nei' "
                                  "(NEI on every problem, no noise detection)", noise="noisy",
                                  core_options={"noisy_acqf": "nei"}),
@@ -554,25 +554,24 @@ VARIANTS: dict[str, OptimizerSpec] = {
                                         "prior log s2_n ~ N(-4, 2)", noise="noisy",
                                         core_options={"noisy_acqf": "nei", "prior": {"noise_loc": -4.0}}),
     "gp-ei-nei-sobol": _variant("gp-ei-nei-sobol", "gp-ei", "GP-EI with noisy_acqf='nei' and Sobol start-up",
-                                noise="auto", core_options={"noisy_acqf": "nei"}, startup_design="sobol"),
+                                core_options={"noisy_acqf": "nei"}, startup_design="sobol"),
     "gp-ei-noise4": _variant("gp-ei-noise4", "gp-ei", "GP-EI with the noise prior log s2_n ~ N(-4, 2) "
-                             "(default N(-8, 2)), noise='auto'", noise="auto", core_options={"prior": {"noise_loc": -4.0}}),
+                             "(default N(-8, 2))", core_options={"prior": {"noise_loc": -4.0}}),
     "gp-ei-noise6": _variant("gp-ei-noise6", "gp-ei", "GP-EI with the noise prior log s2_n ~ N(-6, 2) "
-                             "(default N(-8, 2)), noise='auto'", noise="auto", core_options={"prior": {"noise_loc": -6.0}}),
+                             "(default N(-8, 2))", core_options={"prior": {"noise_loc": -6.0}}),
     "gp-ei-sobol": _variant("gp-ei-sobol", "gp-ei", "GP-EI with startup_design='sobol' (scrambled-Sobol "
                             "start-up points)", startup_design="sobol"),
     "gp-ei-random": _variant("gp-ei-random", "gp-ei", "GP-EI with startup_design='random' (uniform "
                              "start-up points)", startup_design="random"),
     "gp-ei-nocap": _variant("gp-ei-nocap", "gp-ei", "GP-EI with max_model_points=None (an exact GP on every "
                             "observation, however many)", core_options={"max_model_points": None}),
-    "gp-ei-nowarp": _variant("gp-ei-nowarp", "gp-ei", "GP-EI with output_warp='none' (plain standardisation "
-                             "of the losses; the default before 2026-12-07)", core_options={"output_warp": "none"}),
-    "gp-ei-auto": _variant("gp-ei-auto", "gp-ei", "GP-EI with noise='auto' (noisy incumbent and posterior-mean "
-                           "recommendation when the fitted noise passes noise_threshold; the default before "
-                           "2026-12-07)", noise="auto"),
-    "gp-ei-believer": _variant("gp-ei-believer", "gp-ei", "GP-EI with pending='believer' (running trials "
-                               "fantasised at their posterior mean; the default before 2026-12-07)",
-                               core_options={"pending": "believer"}),
+    "gp-ei-warp": _variant("gp-ei-warp", "gp-ei", "GP-EI with output_warp='half_rank' (the worse half of the "
+                           "losses mapped onto a normal tail; BENCHMARKS.md 2026-12-07)",
+                           core_options={"output_warp": "half_rank"}),
+    "gp-ei-warp-plain": _variant("gp-ei-warp-plain", "gp-ei", "gp-ei-warp with noise='none'", noise="none",
+                                 core_options={"output_warp": "half_rank"}),
+    "gp-ei-fantasies": _variant("gp-ei-fantasies", "gp-ei", "GP-EI with pending='fantasies' (EI averaged over "
+                                "the running trials' outcomes, Snoek et al. 2012)", core_options={"pending": "fantasies"}),
     "kg-warp": _variant("kg-warp", "kg", "KG with output_warp='half_rank' (GP-EI's default)",
                         core_options={"output_warp": "half_rank"}),
     "kg-wide": _variant("kg-wide", "kg", "KG with decision_set='wide' (the candidate set of every step holds "

@@ -98,6 +98,7 @@ def reconcile_restored_trials(experiment_path: str, trials: list, tracker: Any =
     for name in sorted(names):
         source = _freshest(name, folder, staging, RESULT_FILE)
         rows = _read_rows(source) if source else []
+        logger.debug("resume: %s: %d results in %s", name, len(rows), source)
         trial = owned_by_name.get(name)
         if trial is None:
             tid = next((r.get("trial_id") for r in rows if r.get("trial_id")), None)
@@ -143,6 +144,7 @@ def reconcile_restored_trials(experiment_path: str, trials: list, tracker: Any =
         logger.warning("resume: reconciled Tune's snapshot with the trial folders: adopted newer "
                        "checkpoints %s, folders %s, removed orphan folders %s, MLflow runs of %s",
                        done["adopted"], done["renamed"], done["orphans"], done["dropped_runs"])
+    logger.info("resume: results each trial's history keeps: %s", done["kept_results"])
     return done
 
 
@@ -168,12 +170,24 @@ def _is_trial_folder(path: str) -> bool:
 
 
 def _freshest(name: str, folder: str, staging: list[str], file_name: str) -> str | None:
-    """The newest copy of ``<trial folder>/<file_name>``: the staging copies are written at every
-    result, the experiment folder's only at each upload."""
+    """The freshest copy of ``<trial folder>/<file_name>``: the one holding the most whole lines,
+    then the newest. The staging copies are written at every result, the experiment folder's at
+    each upload; a driver killed during an upload leaves the experiment folder's copy cut off
+    though newest (seen in the kill test: an empty ``result.json`` won and the trial's history
+    restarted at 0). Between two resumes a trial's files only grow (a resume cuts them in the
+    experiment folder and removes the staging copies), so more whole lines means fresher."""
     paths = [p for p in (os.path.join(d, name, file_name) for d in [folder, *staging]) if os.path.isfile(p)]
     if not paths:
         return None
-    return max(paths, key=lambda p: (os.path.getmtime(p), os.path.getsize(p)))
+    return max(paths, key=lambda p: (_whole_lines(p), os.path.getmtime(p), os.path.getsize(p)))
+
+
+def _whole_lines(path: str) -> int:
+    try:
+        with open(path, "rb") as f:
+            return f.read().count(b"\n")
+    except OSError:
+        return 0
 
 
 def _read_rows(path: str) -> list[dict]:

@@ -40,8 +40,8 @@ def _blas_single_thread():
 
 
 class GPEISearch(SpaceSearcher):
-    """GP-EI: a Matern-5/2 GP with MAP hyperparameters on half-rank-warped losses, LogEI, and EI
-    averaged over the outcomes of running trials for parallelism.
+    """GP-EI: a Matern-5/2 GP with MAP hyperparameters, LogEI, kriging believer for parallelism
+    (options: half-rank output warping, EI averaged over the running trials' outcomes).
 
     Args:
         space, metric, mode, points_to_evaluate, seed: see :class:`SpaceSearcher`.
@@ -53,14 +53,13 @@ class GPEISearch(SpaceSearcher):
             uniform draws, ``Space.sample_flat``) or ``"sobol"`` (the first points of a scrambled
             Sobol sequence seeded by the searcher's generator: even coverage; measured no better
             over 50 seeds on Branin and Hartmann6, BENCHMARKS.md C5).
-        noise: ``"none"`` (default: incumbent and recommendation = best observed), ``"auto"``
-            (the noisy rules below when the fitted noise-to-signal ratio passes
-            ``noise_threshold``) or ``"noisy"`` (incumbent = least posterior mean at the
-            evaluated points, recommendation = the evaluated point with the least posterior
-            mean; see :mod:`search_algs.core.acquisition`). ``"none"`` is the default since
-            2026-12-07: on the real tabular problems the posterior-mean recommendation picked a
-            worse point than the best observation in 31 runs and a better one in 16 (GP-EI and
-            KG, 225 runs; BENCHMARKS.md, 2026-12-07 section).
+        noise: ``"auto"`` (default: the noisy rules below when the fitted noise-to-signal
+            ratio passes ``noise_threshold``), ``"none"`` (incumbent and recommendation = best
+            observed) or ``"noisy"`` (incumbent = least posterior mean at the evaluated points,
+            recommendation = the evaluated point with the least posterior mean; see
+            :mod:`search_algs.core.acquisition`). On the real tabular problems the
+            posterior-mean recommendation picked a worse point than the best observation more
+            often than a better one (BENCHMARKS.md, 2026-12-07 section).
         options: every other setting of the core, a :class:`GPEIOptions` or a mapping of some
             of its fields (nested parts as mappings too, e.g. ``{"noisy_acqf": "nei", "prior":
             {"noise_loc": -6}}``, as ``search_options`` in YAML give it); its ``noise`` is
@@ -68,9 +67,9 @@ class GPEISearch(SpaceSearcher):
             ``{"noisy_acqf": "nei"}`` measured best (BENCHMARKS.md C5).
 
     Give Tune a :class:`~ray.tune.search.ConcurrencyLimiter` around this searcher to run
-    several trials at once (without one Tune keeps only one pending trial); EI is averaged over
-    the running trials' possible outcomes (``options={"pending": "believer"}``: fantasised at
-    their posterior mean), so concurrent suggestions differ.
+    several trials at once (without one Tune keeps only one pending trial); running trials are
+    fantasised at their posterior mean (``options={"pending": "fantasies"}``: EI averaged over
+    their possible outcomes), so concurrent suggestions differ.
 
     Subclasses that share the GP and its fit but acquire differently (:class:`KGSearch`) swap
     the core through the class attributes below.
@@ -81,7 +80,7 @@ class GPEISearch(SpaceSearcher):
     label = "GP-EI"
     model_errors: tuple = (GPNumericalError,)
     default_startup_design = "random"
-    default_noise = "none"
+    default_noise = "auto"
 
     def __init__(
         self,

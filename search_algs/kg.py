@@ -48,7 +48,6 @@ class KGSearch(GPEISearch):
     core_class = KnowledgeGradient
     options_class = KGOptions
     label = "KG"
-    default_noise = "auto"  # KG's own results (C3-C6) were measured with it
     model_errors = (GPNumericalError, FloatingPointError)
 
     @staticmethod

@@ -464,8 +464,9 @@ def test_ablation_variants_run_only_when_named_and_switch_one_option():
     plain = specs["gp-ei-plain"].build(space, 0).searcher
     aei = specs["gp-ei-aei"].build(space, 0).searcher
     default = specs["gp-ei"].build(space, 0).searcher
-    assert (default.options.noise, default.options.noisy_acqf) == ("none", "ei")  # the default since 2026-12-07
-    assert specs["gp-ei-auto"].build(space, 0).searcher.options.noise == "auto"
+    assert (default.options.noise, default.options.noisy_acqf) == ("auto", "ei")
+    assert (default.options.output_warp, default.options.pending) == ("none", "believer")
+    assert specs["gp-ei-warp"].build(space, 0).searcher.options.output_warp == "half_rank"
     assert (plain.options.noise, plain.options.noisy_acqf) == ("none", "ei")
     assert (aei.options.noise, aei.options.noisy_acqf) == ("auto", "aei")
     assert default.options.max_model_points == 1000

@@ -133,7 +133,7 @@ def test_save_restore_continues_the_same_sequence(tmp_path):
 
     b = make(seed=99, noise="noisy", n_startup=2, options=GPEIOptions())  # all overwritten by restore
     b.restore(path)
-    assert b.n_startup is None and b.options.noise == "none" and b.options.optimize.n_raw == 256
+    assert b.n_startup is None and b.options.noise == "auto" and b.options.optimize.n_raw == 256
     assert drive(b, 3, start=11) == after_a
 
     c = pickle.loads(pickle.dumps(a))  # as Tune brings it back from tuner.pkl

@@ -390,7 +390,7 @@ def half_rank_warp(values: Sequence[float] | np.ndarray) -> np.ndarray:
     return out
 
 
-def model_targets(values: Sequence[float] | np.ndarray, warp: str = "half_rank") -> np.ndarray:
+def model_targets(values: Sequence[float] | np.ndarray, warp: str = "none") -> np.ndarray:
     """The GP's targets ``y (n,)`` from losses: warped (``warp``, see :func:`half_rank_warp`)
     and standardised."""
     if warp not in OUTPUT_WARPS:

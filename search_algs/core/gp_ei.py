@@ -12,11 +12,13 @@ Glossary: as :mod:`search_algs.core.optimizer` (``D``, ``n``, ``p``, ``q``, ``u`
 The suggestion step (:class:`GPEI`)
 -----------------------------------
 * Targets (``output_warp``): the losses the model sees are warped, then standardised
-  (:func:`search_algs.core.gp.model_targets`). ``"half_rank"`` (default) keeps the better half
+  (:func:`search_algs.core.gp.model_targets`). ``"none"`` (default) is plain standardisation;
+  ``"half_rank"`` keeps the better half
   of the losses and maps the worse half onto the mirror of a normal fitted to the better half
   (order kept), so a few diverged configurations cannot take the variance, the lengthscales
-  and the noise estimate with them (BENCHMARKS.md, 2026-12-07 section); ``"none"`` is plain
-  standardisation. Observed losses, the incumbent and the recommendation keep their order.
+  and the noise estimate with them. Measured (BENCHMARKS.md, 2026-12-07 section): far lower
+  regret on HPOLib and NAS-Bench-201 (diverged rows), worse on Branin and Hartmann6 (Hartmann6
+  significantly), so it is opt-in. Observed losses, the incumbent and the recommendation keep their order.
 * Failed observations (loss ``None``/NaN) are left out of the hyperparameter fit and of the
   standardisation, and conditioned on afterwards as fantasies at the *worst* observed
   (standardised) loss, so EI drops around them and they are not proposed again.
@@ -24,16 +26,17 @@ The suggestion step (:class:`GPEI`)
   reached: the scheduler stopped them because they looked worse than their peers, so that
   pessimistic value is informative; dropping them would send the search back into regions
   the scheduler already rejected.
-* Running trials (``pending``): ``"fantasies"`` (default) averages EI over ``n_fantasies``
+* Running trials (``pending``): ``"believer"`` (default) or ``"fantasies"``, which averages EI over ``n_fantasies``
   joint draws of the running trials' outcomes (:class:`~search_algs.core.acquisition.LogEIPending`,
   Snoek et al. 2012): a candidate is worth what it can add to the running batch, so one near a
   running trial is worth little and one far away is judged against the batch's likely best.
-  ``"believer"`` (kriging believer, the rule before 2026-12-07, and the one AEI and NEI keep):
+  Measured at 4 in flight on Hartmann6 (BENCHMARKS.md, 2026-12-07): the believer had the lower
+  regret in 4 of 5 seeds at 0.64x the CPU, so it stays the default.
+  ``"believer"`` (kriging believer; AEI and NEI always use it):
   each running trial is fantasised at its posterior mean and the model conditioned on it
   (hyperparameters unchanged); the variance there collapses, so EI near it drops, and the
   fantasies count as observations for the incumbent.
-* Noise (``noise``, ``noisy_acqf``; the adapter's default is ``noise="none"``, see
-  ``search_algs/gp_ei.py`` for the measurement behind it): when the objective is treated as noisy (see
+* Noise (``noise``, ``noisy_acqf``): when the objective is treated as noisy (see
   :mod:`search_algs.core.acquisition`), ``noisy_acqf="ei"`` (default) measures EI from the least
   posterior mean at the evaluated points; ``"aei"`` uses augmented EI (Huang et al. 2006) instead,
   which stops re-sampling points the noise already pins down. Measured on Hartmann6, 50
@@ -106,9 +109,9 @@ class GPEIOptions:
 
     noise: str = "auto"
     noise_threshold: float = 1e-3
-    pending: str = "fantasies"  # running trials: "fantasies" (EI averaged over their outcomes) or "believer"
+    pending: str = "believer"  # running trials: "believer" (kriging believer) or "fantasies" (EI averaged)
     n_fantasies: int = 64  # draws of the running trials' outcomes (rounded up to a power of two)
-    output_warp: str = "half_rank"  # "half_rank" (the worse half's outliers tamed) or "none"
+    output_warp: str = "none"  # "none" (plain standardisation) or "half_rank" (the worse half tamed)
     noisy_acqf: str = "ei"  # when noisy: "ei" (plug-in incumbent), "aei" (augmented EI), "nei" (Letham et al.)
     refit_all_until: int = 100
     refit_every: int = 10
@@ -128,13 +131,13 @@ class GPEIOptions:
             )
         if self.pending not in PENDING_RULES:
             raise ValueError(
-                f"GP-EI: 'pending' must be one of {PENDING_RULES}, got {self.pending!r}; use 'fantasies' "
-                f"(default: EI averaged over the running trials' outcomes) or 'believer' (kriging believer)"
+                f"GP-EI: 'pending' must be one of {PENDING_RULES}, got {self.pending!r}; use 'believer' "
+                f"(default: kriging believer) or 'fantasies' (EI averaged over the running trials' outcomes)"
             )
         if self.output_warp not in OUTPUT_WARPS:
             raise ValueError(
                 f"GP-EI: 'output_warp' must be one of {OUTPUT_WARPS}, got {self.output_warp!r}; "
-                f"use 'half_rank' (default) or 'none' (plain standardisation)"
+                f"use 'none' (default: plain standardisation) or 'half_rank'"
             )
         if self.noisy_acqf not in NOISY_ACQFS:
             raise ValueError(

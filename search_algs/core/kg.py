@@ -378,11 +378,7 @@ class KGOptions(GPEIOptions):
       ``"observed"`` (the evaluated and running points only: Scott et al.'s KGCP) or
       ``"alternate"`` (default: ``"wide"`` when the number of finished trials in the model is
       even, ``"observed"`` when it is odd).
-    * ``output_warp``: ``"none"`` by default for KG (GP-EI's default ``"half_rank"`` is not
-      measured with KG yet; KG's noisy-problem results, C3-C6, were made without it).
     """
-
-    output_warp: str = "none"
     optimize: OptimizeOptions = field(default_factory=_kg_optimize)
     n_sobol: int = 128
     n_neighbours: int = 32
