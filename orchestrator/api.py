@@ -303,7 +303,7 @@ def run(spec: ExperimentSpec, verbose: int = 1, callbacks: list | None = None) -
     scheduler = build_scheduler(spec, experiment_path)
 
     check_tracking_reachable(spec.tracking_uri)  # a server that is down: refused before Ray starts
-    cluster.connect(spec.address)
+    cluster.connect(spec.address, ray_logs=verbose >= 2)
     cluster.check_secrets_reach_workers(getattr(spec, "secrets", None))
     cluster.check_resources(spec.resources)
     max_concurrent = spec.max_concurrent = spec.max_concurrent or cluster.trials_that_fit(spec.resources)
@@ -371,7 +371,7 @@ def resume(experiment_path: str, verbose: int = 1) -> TuningResult:
     repair_experiment_state(experiment_path, trusted=lambda staged: state_seal.sealed(staged, local))
     state_seal.verify(experiment_path)  # before Ray starts and Tune unpickles anything of the folder
     check_tracking_reachable(spec.tracking_uri)
-    cluster.connect(spec.address)
+    cluster.connect(spec.address, ray_logs=verbose >= 2)
     cluster.check_secrets_reach_workers(getattr(spec, "secrets", None))
     spec.tracking_uri = _resolved_tracking_uri(spec, storage_path)
     tracker = _make_tracker(spec, experiment_path, run_name)

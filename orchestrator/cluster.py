@@ -28,8 +28,12 @@ BOOTSTRAP_CONFIG = "~/ray_bootstrap_config.yaml"
 _joined_address: str | None = None  # the address connect() joined ("local": a private Ray)
 
 
-def connect(address: str | None) -> None:
+def connect(address: str | None, ray_logs: bool = True) -> None:
     """Start or join Ray.
+
+    ``ray_logs=False`` (``verbose`` below 2) keeps Ray's own INFO lines in the workers ("Checkpoint
+    successfully created", "Restored on ... from checkpoint") out of the console; the trainable's
+    prints and warnings still come through.
 
     ``None`` joins the cluster named by ``RAY_ADDRESS`` when it is set (as under ``ray job
     submit`` and KubeRay's RayJob), else starts a private local Ray (never attaching to
@@ -57,15 +61,18 @@ def connect(address: str | None) -> None:
     if address is None:
         address = os.environ.get("RAY_ADDRESS") or "local"
     _joined_address = address
+    quiet = {} if ray_logs or address.startswith("ray://") else {
+        "logging_config": ray.LoggingConfig(log_level="WARNING")}
     if address == "local":
         # Local workers inherit the driver's environment: let them import trainables from the
         # working directory the way the driver does (``tuneorch run`` from a project folder).
         paths = [os.getcwd()] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         with loopback_node():
-            ray.init(address=address, configure_logging=False, log_to_driver=True, dashboard_host="127.0.0.1")
+            ray.init(address=address, configure_logging=False, log_to_driver=True, dashboard_host="127.0.0.1",
+                     **quiet)
         return
-    ray.init(address=address, configure_logging=False, log_to_driver=True)
+    ray.init(address=address, configure_logging=False, log_to_driver=True, **quiet)
 
 
 def check_secrets_reach_workers(secrets: list[str] | None) -> None:
