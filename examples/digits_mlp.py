@@ -44,7 +44,7 @@ def build_model(hidden: int, layers: int, dropout: float) -> nn.Module:
 def load_model(checkpoint_dir: str, config: dict) -> nn.Module:
     """The model of one of ``train_digits``'s checkpoints, on the CPU, ready for inference.
 
-    tuneorch's ``register_model`` protocol (orchestrator/tracking/artifacts.py): it calls this
+    tuneorch's ``register_model`` protocol (orchestrator/tracking/model_registry.py): it calls this
     with the best trial's latest checkpoint directory and that trial's config.
     """
     state = torch.load(os.path.join(checkpoint_dir, "state.pt"), map_location="cpu", weights_only=True)

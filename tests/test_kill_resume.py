@@ -120,7 +120,11 @@ def _checkpointed_before(experiment: pathlib.Path) -> dict[str, int]:
         f"/tmp/ray/session_*/artifacts/*/{glob.escape(name)}/driver_artifacts/*/result.json")
     out: dict[str, int] = {}
     for path in paths:
-        for line in pathlib.Path(path).read_text().splitlines():
+        try:
+            text = pathlib.Path(path).read_text()
+        except FileNotFoundError:  # a staging copy removed since the glob: the other copies count
+            continue
+        for line in text.splitlines():
             try:
                 row = json.loads(line)
             except ValueError:
