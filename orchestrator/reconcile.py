@@ -21,8 +21,9 @@ folder back, and writes the freshest ``result.json``/``progress.csv`` into the e
 folder cut after the step the trial restarts from (the steps after it are reported again).
 Folders of trials the snapshot does not hold are removed, and so are their MLflow child runs
 (through the tracker's outbox, so a replay lands the same end state). Since the controller
-snapshots whenever the searcher creates trials (the other half of the hooks), such a trial
-never started: it had no results, no checkpoint and no MLflow child.
+snapshots before it registers a trial's first checkpoint (the other half of the hooks), such a
+trial had no checkpoint: the searcher, restored to the same snapshot, creates it again, and it
+would have started from scratch anyway.
 
 Local experiment folders only; on remote storage the resume is Tune's own.
 """
