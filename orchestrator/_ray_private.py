@@ -34,11 +34,8 @@ import os
 import tempfile
 from typing import Any
 
-RAY_SERIES = "2.60"
-
-
-class RayInternalsChanged(RuntimeError):
-    """The installed Ray lacks an internal the orchestrator relies on."""
+# One pinned Ray series and one error for both checked modules.
+from schedulers._ray_private import RAY_SERIES, RayInternalsChanged
 
 
 def verify() -> None:
