@@ -38,12 +38,17 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
+import re
 import shutil
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import ray
 
 RAY_SERIES = "2.60"
+# A result's checkpoint folder (ray.train._internal.storage: "checkpoint_%06d"), named in
+# the result under this key by the function trainable's session.
+_CHECKPOINT_DIR_NAME = "checkpoint_dir_name"
+_CHECKPOINT_NAME = re.compile(r"checkpoint_(\d+)")
 
 
 class RayInternalsChanged(RuntimeError):
@@ -77,6 +82,12 @@ def verify() -> None:
                 problems.append(f"{owner.__name__}.{name} lost parameters {missing} (has {list(got)})")
 
     needs(TuneController, "pause_trial", ("trial", "should_checkpoint"))
+    from ray.train import constants as train_constants
+    from ray.train._internal.storage import StorageContext
+    if getattr(train_constants, "CHECKPOINT_DIR_NAME", None) != _CHECKPOINT_DIR_NAME:
+        problems.append("ray.train.constants.CHECKPOINT_DIR_NAME is no longer 'checkpoint_dir_name'")
+    if not _CHECKPOINT_NAME.fullmatch(StorageContext._make_checkpoint_dir_name(7) or ""):
+        problems.append("StorageContext no longer names checkpoint folders checkpoint_<index>")
     needs(TuneController, "_schedule_trial_save", ("trial", "result"))
     needs(TuneController, "get_trials")
     needs(_FakeRayTrialExecutor, "pause_trial")
@@ -120,8 +131,19 @@ def verify() -> None:
 # ---- the calls ---------------------------------------------------------------------------
 
 
-def pause_without_saving(tune_controller: Any, trial: Any) -> None:
-    """Stop a running trial and mark it PAUSED without taking a checkpoint."""
+def pause_without_saving(tune_controller: Any, trial: Any, result: Optional[Mapping] = None) -> None:
+    """Stop a running trial and mark it PAUSED without taking a checkpoint.
+
+    A function trainable writes the checkpoint it reports with ``result`` into its folder
+    before Tune registers it, and pausing now means Tune never does; the trial's
+    ``StorageContext.current_checkpoint_index`` then still names that folder, and the trial's
+    next start (a PBT clone) would write its first checkpoint over it. ``result.json`` keeps
+    pointing there, and a resume after a driver kill restarted the trial from the clone's
+    state under its old config (seen in the PBT kill test). So the index moves past it."""
+    match = _CHECKPOINT_NAME.fullmatch(str((result or {}).get(_CHECKPOINT_DIR_NAME) or ""))
+    if match:
+        trial.storage.current_checkpoint_index = max(int(trial.storage.current_checkpoint_index),
+                                                     int(match.group(1)) + 1)
     tune_controller.pause_trial(trial, should_checkpoint=False)
 
 

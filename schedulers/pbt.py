@@ -368,7 +368,7 @@ class PBTScheduler(TuneorchScheduler):
         decisions = core.on_result(trial.trial_id, t, value, reported or not function)
         own = decisions[0]
         self._queue.extend(decisions[1:])
-        action = self._act(tune_controller, trial, own, reported, function, t)
+        action = self._act(tune_controller, trial, own, reported, function, t, result)
         self._persist()
         return action
 
@@ -427,12 +427,13 @@ class PBTScheduler(TuneorchScheduler):
 
     # ---- decisions -----------------------------------------------------------------------
 
-    def _act(self, controller, trial: Trial, own, reported: bool, function: bool, t: float) -> str:
+    def _act(self, controller, trial: Trial, own, reported: bool, function: bool, t: float,
+             result: Mapping) -> str:
         core = self._core
         if isinstance(own, Pause):  # synchronous: held at the barrier (Tune checkpoints on PAUSE)
             return TrialScheduler.PAUSE
         if isinstance(own, Exploit):  # asynchronous: clone a donor now
-            done = self._execute(controller, own, running=True)
+            done = self._execute(controller, own, running=True, result=result)
             return TrialScheduler.NOOP if done else TrialScheduler.CONTINUE
         if not isinstance(own, Continue):  # the policy gives the reporter nothing else
             return TrialScheduler.CONTINUE
@@ -447,9 +448,10 @@ class PBTScheduler(TuneorchScheduler):
                 _ray_private.request_save(controller, trial)  # so that it can be cloned
         return TrialScheduler.CONTINUE
 
-    def _execute(self, controller, exploit: Exploit, running: bool) -> bool | None:
+    def _execute(self, controller, exploit: Exploit, running: bool, result: Mapping | None = None) -> bool | None:
         """Carry ``exploit`` out: True done, False aborted, None not yet possible (the
-        synchronous target or donor is still saving at the barrier)."""
+        synchronous target or donor is still saving at the barrier). ``result``: what the
+        running target just reported."""
         core = self._core
         if exploit not in core.pending():
             return False  # the target left the population meanwhile
@@ -480,7 +482,7 @@ class PBTScheduler(TuneorchScheduler):
                 core.abort(exploit, "donor checkpoint missing")
                 return False
         if running:
-            _ray_private.pause_without_saving(controller, target)
+            _ray_private.pause_without_saving(controller, target, result)
         _ray_private.restart_from(target, checkpoint, {k: v for k, v in metrics.items() if k not in _NOT_INHERITED})
         config = _overlay(donor.config, core.to_config(exploit.new_config), core.space.template)
         tag = f"{self._base_tags.get(exploit.target, '')}@pbt{core.members[exploit.target].exploits + 1}"

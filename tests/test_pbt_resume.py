@@ -166,6 +166,16 @@ def test_pbt_resumes_after_the_driver_is_killed(ray_local, tmp_path, caplog):
         new = steps[len(started_before[tid]):]
         assert new and all(step > 0 for step in new), (tid, steps, started_before[tid])
 
+    # Every checkpoint a result names holds that result's state: a trial's exploit never wrote
+    # the clone's first checkpoint over the one it had just reported (a resume from that folder
+    # once restarted the trial from its donor's state under its own config).
+    for trial_dir in (p for p in pathlib.Path(experiment).iterdir() if (p / "result.json").is_file()):
+        for row in map(json.loads, (trial_dir / "result.json").read_text().splitlines()):
+            name = row.get("checkpoint_dir_name")
+            if name and (trial_dir / name).is_dir():
+                assert json.loads((trial_dir / name / "toy.json").read_text())["step"] == row["step"], \
+                    (trial_dir.name, name, row["step"])
+
     # The lineage is what really happened: training each trial from scratch along its config
     # schedule gives the Q it reported last, exploits before and after the kill included.
     policy = policy_of(after)

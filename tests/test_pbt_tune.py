@@ -319,6 +319,23 @@ def run_toy(tmp_path, name, scheduler, steps, extra=None, num_to_keep=None):
     return tuner.fit(), rows.rows
 
 
+def check_checkpoints_hold_what_was_reported(results):
+    """Every checkpoint folder a result names holds the state of that result. (A trial paused
+    for an exploit right after it reported a checkpoint once wrote its clone's first checkpoint
+    over it: ``result.json`` then named the clone's state, and a resume restarted from it.)"""
+    checked = 0
+    for result in results:
+        with open(os.path.join(result.path, "result.json")) as f:
+            rows = [json.loads(line) for line in f]
+        for row in rows:
+            name = row.get("checkpoint_dir_name")
+            if name and os.path.isdir(os.path.join(result.path, name)):
+                with open(os.path.join(result.path, name, "toy.json")) as f:
+                    assert json.load(f)["step"] == row["step"], (result.path, name, row["step"])
+                checked += 1
+    assert checked
+
+
 def check_lineage_replays(scheduler, results, rows):
     """Every trial's last reported Q equals training from scratch along its config schedule."""
     assert all(step == it for _, it, step, _ in rows)  # a clone inherits the donor's iteration
@@ -350,6 +367,7 @@ def test_toy_problem_async_pbt_reaches_high_q_with_lineage(ray_local, tmp_path):
           f"first Q >= 1.19 at step {first}")
     assert best >= 1.19  # exploit-free training from one-hot h stays at 0.39
     check_lineage_replays(s, results, rows)
+    check_checkpoints_hold_what_was_reported(results)
     # the state file keeps lineage and scores for a resumed experiment
     again = PBTScheduler(time_attr="training_iteration", metric="Q", mode="max", space={**TOY_SPACE, "checkpoint_every": 4},
                          perturbation_interval=4,
