@@ -350,9 +350,32 @@ def run(spec: ExperimentSpec, verbose: int = 1, callbacks: list | None = None) -
 def _own_callbacks(watchdog: HangWatchdog | None, tracker: Any, experiment_path: str) -> list:
     # The watchdog comes first: the tracker records the reason it found for a failure. The
     # sealer signs each experiment snapshot, so that a resume never unpickles a foreign file.
+    # Tune's JSON and CSV loggers write result.json and progress.csv (the export and a resume
+    # read them); its TensorBoard logger is left out (see _without_tensorboard).
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
     if tracker is not None and watchdog is not None:
         tracker.error_notes = watchdog.hung
-    return [c for c in (watchdog, tracker) if c is not None] + [state_seal.StateSealer(experiment_path)]
+    return ([c for c in (watchdog, tracker) if c is not None] + [state_seal.StateSealer(experiment_path)]
+            + [JsonLoggerCallback(), CSVLoggerCallback()])
+
+
+@contextlib.contextmanager
+def _without_tensorboard():
+    """Tune adds its JSON, CSV and TensorBoard loggers to every run unless told not to
+    (``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS``, read when ``fit`` starts); we pass the first two
+    ourselves. The TensorBoard event files cost the driver time at every result (10,000-trial
+    runs: issue #21) and duplicate what MLflow records. A user who
+    wants them passes ``ray.tune.logger.TBXLoggerCallback()`` in ``callbacks``."""
+    saved = os.environ.get("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS")
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", None)
+        else:
+            os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = saved
 
 
 def resume(experiment_path: str, verbose: int = 1) -> TuningResult:
@@ -428,7 +451,8 @@ def _fit(tuner: Any, spec: ExperimentSpec, experiment_path: str, tracker: Any,
         # Tune snapshots whenever the searcher creates trials, so a driver killed at any moment
         # leaves no started trial outside the snapshot (see schedulers/_ray_private.py).
         # Tune's loggers keep a restarted trial's newest result.json (schedulers/_ray_private.py).
-        with _watch_interrupts() as interrupts, exact_resume_hooks(on_restored), keep_local_result_files():
+        with (_watch_interrupts() as interrupts, exact_resume_hooks(on_restored), keep_local_result_files(),
+              _without_tensorboard()):
             grid = tuner.fit()
     except BaseException as exc:
         if tracker is not None:

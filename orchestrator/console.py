@@ -150,6 +150,11 @@ class Console(Callback):
         self._rows = 0
         self._bar = None
         self._ended: set[str] = set()
+        # counts(): the trials not seen ended yet, and the tallies of those that have
+        self._counted_list: list | None = None
+        self._counted_upto = 0
+        self._open: list = []
+        self._closed = {"done": 0, "failed": 0, "early": 0}
 
     # Tune pickles callbacks into tuner.pkl: only the settings travel.
     def __getstate__(self) -> dict:
@@ -217,24 +222,40 @@ class Console(Callback):
 
     def counts(self) -> dict[str, int]:
         """``done`` (ended: finished + failed), ``running``, ``paused``, ``pending``, ``failed``,
-        ``early`` (stopped early by the scheduler), ``total``."""
+        ``early`` (stopped early by the scheduler), ``total``.
+
+        Called at every trial end and, live, at every step of Tune's loop: it looks only at the
+        trials that had not ended the last time (an ended trial never runs again), so its cost
+        follows the trials in flight, not the 10,000 of a long run. Tune's trial list only grows,
+        by appending."""
+        trials = self._trials
+        if trials is not self._counted_list or len(trials) < self._counted_upto:
+            self._counted_list, self._counted_upto, self._open = trials, 0, []
+            self._closed = {"done": 0, "failed": 0, "early": 0}
+        self._open.extend(trials[self._counted_upto:])
+        self._counted_upto = len(trials)
         c = {"done": 0, "running": 0, "paused": 0, "pending": 0, "failed": 0, "early": 0}
-        for trial in self._trials:
+        still_open = []
+        for trial in self._open:
             status = getattr(trial, "status", None)
             if status == FINISHED or status == FAILED:
-                c["done"] += 1
+                self._closed["done"] += 1
                 if status == FAILED:
-                    c["failed"] += 1
+                    self._closed["failed"] += 1
                 elif STOP_REASON_KEY in (getattr(trial, "last_result", None) or {}):
-                    c["early"] += 1
-            elif status == "RUNNING":
+                    self._closed["early"] += 1
+                continue
+            still_open.append(trial)
+            if status == "RUNNING":
                 c["running"] += 1
             elif status == "PAUSED":
                 c["paused"] += 1
             else:
                 c["pending"] += 1
-        total = max(self.num_samples or 0, len(self._trials))
-        c["pending"] += total - len(self._trials)  # not created yet by the searcher
+        self._open = still_open
+        c.update(self._closed)
+        total = max(self.num_samples or 0, len(trials))
+        c["pending"] += total - len(trials)  # not created yet by the searcher
         c["total"] = total
         return c
 

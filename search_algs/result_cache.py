@@ -139,7 +139,13 @@ class ResultCache(Searcher):
     # its own ConcurrencyLimiter; ``save``/``restore`` therefore reach the wrapped searcher.
 
     def get_state(self) -> dict:
-        return copy.deepcopy({k: v for k, v in self.__dict__.items() if k not in ("searcher", "space")})
+        # Called at every experiment snapshot, with one entry per trained config: a deep copy
+        # grew with the run. The entries are never changed once stored (only added, replaced
+        # or removed), so copying the containers suffices; the lists of waiting proposals grow
+        # in place and are copied too.
+        state = {k: copy.copy(v) for k, v in self.__dict__.items() if k not in ("searcher", "space")}
+        state["_waiting"] = {key: list(ids) for key, ids in self._waiting.items()}
+        return state
 
     def set_state(self, state: dict) -> None:
         self.__dict__.update(state)

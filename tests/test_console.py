@@ -219,3 +219,42 @@ def test_ui_refuses_bad_stores_and_a_busy_port(tmp_path):
         _refused(_cli("ui", "--tracking-uri", "sqlite:///mlflow.db", "--port", str(port), cwd=tmp_path),
                  "another program uses the port")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db"]
+
+
+def test_counts_follow_the_trials_in_flight_and_match_a_full_count():
+    """``Console.counts`` tallies each trial once when it ends and then skips it; over a random
+    life of 300 trials (created in batches, running, paused, ended early, failed) it agrees with
+    counting the whole list at every step."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    console = Console("loss", "min", num_samples=300, stream=io.StringIO(), width=80, tty=False)
+    trials: list = []
+
+    def full_count() -> dict:
+        c = {"done": 0, "running": 0, "paused": 0, "pending": 300 - len(trials), "failed": 0, "early": 0,
+             "total": 300}
+        for t in trials:
+            if t.status in ("TERMINATED", "ERROR"):
+                c["done"] += 1
+                c["failed"] += t.status == "ERROR"
+                c["early"] += t.status == "TERMINATED" and STOP_REASON_KEY in t.last_result
+            else:
+                c[{"RUNNING": "running", "PAUSED": "paused"}.get(t.status, "pending")] += 1
+        return c
+
+    while len(trials) < 300 or any(t.status not in ("TERMINATED", "ERROR") for t in trials):
+        if len(trials) < 300 and rng.random() < 0.3:
+            trials.extend(SimpleNamespace(trial_id=str(len(trials) + k), status="PENDING", last_result={})
+                          for k in range(min(300 - len(trials), int(rng.integers(1, 4)))))
+        for t in trials:
+            if t.status in ("TERMINATED", "ERROR") or rng.random() < 0.6:
+                continue
+            t.status = str(rng.choice(["RUNNING", "PAUSED", "TERMINATED", "ERROR", "PENDING"]))
+            if t.status == "TERMINATED" and rng.random() < 0.3:
+                t.last_result = {STOP_REASON_KEY: "asha rung 1"}
+        console._trials = trials
+        assert console.counts() == full_count()
+    assert console.counts()["done"] == 300
+    console._trials = trials[:10]  # a new list (another run): counted afresh
+    assert console.counts()["done"] == 10

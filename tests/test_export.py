@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pathlib
+
 import pyarrow.parquet as pq
 import pytest
 
@@ -32,6 +34,14 @@ def test_export_writes_trials_metrics_and_param_history(ray_local, tmp_path, cap
     assert len(losses) == 3 * 3 and sorted(set(losses["step"])) == [1, 2, 3]
     history = pq.read_table(paths["param_history"]).to_pandas()
     assert set(history["key"]) == {"x", "kind", "log_dir"} and (history["step"] == 1).all()
+
+    # Each trial folder holds Tune's result.json and progress.csv (what the export reads), and no
+    # TensorBoard event files: MLflow records the same metrics (orchestrator.api._without_tensorboard).
+    folders = [p for p in pathlib.Path(result.experiment_path).iterdir() if (p / "params.json").is_file()]
+    assert len(folders) == 3
+    for folder in folders:
+        assert (folder / "result.json").is_file() and (folder / "progress.csv").is_file()
+        assert not list(folder.glob("events.out.tfevents*")), folder
 
     assert main(["export", result.experiment_path]) == 0
     assert "metrics:" in capsys.readouterr().out

@@ -114,6 +114,15 @@ def test_state_round_trips_and_the_cache_continues_where_it_stopped():
     fresh = _cache(seed=99)
     fresh.set_state(state)
     assert fresh._done == cache._done and fresh.hits == cache.hits and fresh.searcher is not cache.searcher
+    # A snapshot stays as it was taken while the cache goes on (it copies containers, not entries).
+    waiting = _scripted([0, 0, 1, 0, 1, 0])
+    waiting.suggest("a"), waiting.suggest("b")  # b's first proposal waits for a
+    before = json.dumps(waiting.get_state(), sort_keys=True, default=repr)
+    snapshot = waiting.get_state()
+    waiting.suggest("c")  # three more proposals wait (the space is then exhausted)
+    assert len(waiting._waiting[waiting._key({"n": 0})]) == 3
+    waiting.on_trial_complete("a", {"loss": 1.0, "training_iteration": 1})
+    assert json.dumps(snapshot, sort_keys=True, default=repr) == before
     with pytest.raises(ValueError, match="max_repeats: must be an integer >= 1"):
         _cache(max_repeats=0)
 
