@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
 from ray.tune import Callback
+
+from orchestrator._ray_private import reported_result
 from orchestrator.faults import explain_error
 from orchestrator.outcome import STOP_REASON_TAG, nonfinite_failure, stop_reason_of
 from orchestrator.redaction import REDACTED, is_secret_name, redact_config
@@ -556,8 +558,7 @@ class MLflowTracking(Callback):
         if seen is None or seen.ended or seen.params != params:
             step = changed_after
             if step is None:
-                last = getattr(trial, "last_result", None) or {}
-                step = last.get("training_iteration", 0) if isinstance(last, dict) else 0
+                step = reported_result(trial).get("training_iteration", 0)
             session.writer.append({"k": "child", "trial": trial.trial_id, "ts": _now_ms(),
                                    "step": step if isinstance(step, int) else 0, "params": params})
             results = seen.results if seen else 0
