@@ -456,7 +456,8 @@ def run_benchmark(command: str, *, trials: int, results: int, sleep_s: float, co
                 rec["wall_over_ideal"] = rec["wall_s"] / ideal if ideal else None
                 rec["results_per_s"] = trials * results / rec["wall_s"]
                 data["runs"].append(rec)
-                log(f"  {setup}: {rec['wall_s']:.1f} s = {rec['wall_over_ideal']:.2f}x ideal, "
+                over = f"{rec['wall_over_ideal']:.2f}x ideal" if rec["wall_over_ideal"] else "no sleep, no ideal"
+                log(f"  {setup}: {rec['wall_s']:.1f} s = {over}, "
                     f"peak RSS {rec['rss_peak'] / 2**20:.0f} MiB"
                     + (f", points {rec.get('points_delivered')}/{rec.get('points_reported')}, resume "
                        f"{rec.get('resume_s', float('nan')):.1f} s" if setup == "ours" else ""))
@@ -507,7 +508,7 @@ def render(data: dict) -> str:
                  else "")
         points = (f"{r.get('points_delivered', '?')}/{r.get('points_reported', '?')}" if r["setup"] != "bare" else "")
         lines.append(
-            f"| {r['repeat'] + 1} | {r['setup']} | {r['wall_s']:.1f} | {r['wall_over_ideal']:.3f} | {ratio} | "
+            f"| {r['repeat'] + 1} | {r['setup']} | {r['wall_s']:.1f} | {_f(r['wall_over_ideal'], 3)} | {ratio} | "
             f"{r['results_per_s']:.1f} | {r['driver_cpu_s']:.0f} | {r['rss_peak'] / 2**20:.0f} | "
             f"{r['folder_bytes'] / 2**20:.1f} ({r['folder_files']}) | {points} | "
             f"{_f(r.get('summary_s'))} | {_f(r.get('export_s'))} | {_f(r.get('resume_s'))} |")
@@ -519,8 +520,8 @@ def render(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _f(value: Any) -> str:
-    return "" if value is None else f"{value:.2f}"
+def _f(value: Any, digits: int = 2) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
 
 
 def write(data: dict, out: str) -> tuple[str, str]:
