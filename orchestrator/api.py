@@ -71,6 +71,8 @@ class TuningResult:
         hypervolume, reference_point: the front's hypervolume against ``reference_point`` (the
             spec's, else the worst value per objective plus 10% of its range), in the users'
             units (see :mod:`orchestrator.pareto_records`).
+        hypervolume_history: ``[(trials ended, timestamp ms, hypervolume)]`` as the trials
+            ended, at each trial that changed it (the parent MLflow run's ``hypervolume`` metric).
         registered_model: with ``register_model``, where the best trial's model went:
             ``{"name", "version", "alias", "error"}`` (version and alias None when it failed).
     """
@@ -95,6 +97,7 @@ class TuningResult:
     pareto_front: Any = None
     hypervolume: float | None = None
     reference_point: list | None = None
+    hypervolume_history: list = field(default_factory=list)
     registered_model: dict | None = None
 
     def export_parquet(self, out: str | None = None) -> dict[str, str]:
@@ -472,13 +475,14 @@ def _fit(tuner: Any, spec: ExperimentSpec, experiment_path: str, tracker: Any,
             logger.warning("the searcher could not recommend a config (%s: %s)", type(exc).__name__, exc)
     if tracker is not None:
         extra = {"cache_hits": len(result.cache_hits)}
-        trial_tags = None
+        trial_tags, history = None, None
         if result.pareto_front is not None:
-            extra["hypervolume"] = result.hypervolume
+            # The hypervolume as trials ended (MLflow charts it by step); its last point is the final one.
+            history = {"hypervolume": result.hypervolume_history} if result.hypervolume_history else None
             trial_tags = _pareto_tags(result.trials)
         tracker.finish(result.best_config, result.best_metric, spec.metric,
                        status="FINISHED" if not result.interrupted else "KILLED",
-                       extra_metrics=extra, trial_tags=trial_tags)
+                       extra_metrics=extra, trial_tags=trial_tags, parent_history=history)
         if result.pareto_front is not None and result.mlflow_run_id:
             _log_pareto_front(spec.tracking_uri, result.mlflow_run_id, experiment_path, result.pareto_front)
         if result.mlflow_run_id:  # spec, tables, plots, best checkpoint, model: never fails the run
@@ -673,7 +677,8 @@ def _collect(grid: Any, spec: ExperimentSpec, experiment_path: str, tracker: Any
             tracking_uri=spec.tracking_uri or None, mlflow_run_id=getattr(tracker, "parent_run_id", None),
             mlflow_experiment_id=getattr(tracker, "experiment_id", None), errors=errors, result_grid=grid,
             note=None if outcome.best_config is not None else "no feasible trial reported every objective",
-            pareto_front=outcome.front, hypervolume=outcome.hypervolume, reference_point=outcome.reference_point)
+            pareto_front=outcome.front, hypervolume=outcome.hypervolume, reference_point=outcome.reference_point,
+            hypervolume_history=outcome.hypervolume_history)
     try:
         best = grid.get_best_result(metric=spec.metric, mode=spec.mode, scope="last",
                                     filter_nan_and_inf=True)

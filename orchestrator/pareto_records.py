@@ -12,6 +12,10 @@ Definitions (numerics in :mod:`search_algs.core.pareto`):
 * ``hypervolume``: of the front, in the objectives' own units with maximised objectives negated,
   against ``reference_point`` (given, in the users' units) or by default the worst value of each
   objective over the counted trials plus 10% of its range;
+* ``hypervolume_history``: the hypervolume of the feasible front of the trials ended so far,
+  against the same reference point, as trials end (ordered by their last result's
+  ``timestamp``): ``(trials ended, timestamp in ms or None, hypervolume)`` at each trial that
+  changed it, and at the last trial;
 * ``best_config``: the knee point of the front (closest to the ideal point once each objective is
   scaled to the front's range), or with ``select: {metric, mode}`` the front trial best by that
   objective.
@@ -20,7 +24,7 @@ Definitions (numerics in :mod:`search_algs.core.pareto`):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -38,6 +42,7 @@ class ParetoOutcome:
     best_trial_id: str | None
     best_config: dict | None
     best_values: dict | None  # {objective: value} of the chosen trial
+    hypervolume_history: list = field(default_factory=list)  # [(trials ended, ts ms | None, hypervolume)]
 
 
 def pareto_outcome(frame: Any, configs: dict, spec: Any) -> ParetoOutcome:
@@ -80,8 +85,42 @@ def pareto_outcome(frame: Any, configs: dict, spec: Any) -> ParetoOutcome:
     order = np.argsort(Y[on_front, 0] * sign[0], kind="stable")  # the front by the first objective
     front = front.iloc[order].reset_index(drop=True)
     trial_id = records[chosen]["trial_id"]
+    history = hypervolume_history(L, feasible, ref, _end_times(frame))
     return ParetoOutcome(front, float(hv), [float(v) for v in ref * sign], trial_id,
-                         configs.get(trial_id), {name: float(Y[chosen, j]) for j, name in enumerate(objectives)})
+                         configs.get(trial_id), {name: float(Y[chosen, j]) for j, name in enumerate(objectives)},
+                         history)
+
+
+def hypervolume_history(L: np.ndarray, feasible: np.ndarray, ref: np.ndarray,
+                        ends: list) -> list[tuple[int, int | None, float]]:
+    """``(k, end time, hypervolume)`` of the feasible points among the first ``k`` rows of ``L``
+    (losses) in the order of ``ends`` (seconds or None; ties and None keep the rows' order), at
+    each ``k`` where it changed and at the last. The front is kept as trials arrive, so the
+    hypervolume is recomputed only when a trial enters it."""
+    order = sorted(range(len(ends)), key=lambda i: (ends[i] is None, ends[i] or 0.0, i))
+    front = np.zeros((0, L.shape[1]))
+    history: list[tuple[int, int | None, float]] = []
+    value = 0.0
+    for k, i in enumerate(order, start=1):
+        ts = int(ends[i] * 1000) if ends[i] is not None else None
+        point = L[i]
+        if feasible[i] and not np.any(np.all(front <= point, axis=1)):  # not weakly dominated: enters
+            front = np.vstack([front[~np.all(point <= front, axis=1)], point])
+            value = float(hypervolume(front, ref))
+            history.append((k, ts, value))
+        elif k == len(order):
+            history.append((k, ts, value))
+    return history
+
+
+def _end_times(frame: Any) -> list:
+    """Each trial's last result time (Tune's ``timestamp``, seconds), None where unknown."""
+    import pandas as pd
+
+    if "timestamp" not in frame:
+        return [None] * len(frame)
+    values = pd.to_numeric(frame["timestamp"], errors="coerce").to_numpy(dtype=float)
+    return [float(v) if np.isfinite(v) else None for v in values]
 
 
 def summary_rows(front: Any, hypervolume_value: float | None, reference_point: list | None,

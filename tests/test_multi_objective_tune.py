@@ -48,8 +48,10 @@ def test_two_objectives_and_a_constraint_end_to_end(ray_local, tmp_path):
 
     client = MlflowClient(result.tracking_uri)
     parent = client.get_run(result.mlflow_run_id)
-    assert parent.data.metrics["hypervolume"] > 0 and "best/f1" in parent.data.metrics
+    assert parent.data.metrics["hypervolume"] == result.hypervolume and "best/f1" in parent.data.metrics
+    check_hypervolume_history(client, result.mlflow_run_id, result.hypervolume, len(trials))
     assert "pareto_front.csv" in [a.path for a in client.list_artifacts(result.mlflow_run_id)]
+    assert "plots/pareto_front.png" in [a.path for a in client.list_artifacts(result.mlflow_run_id, "plots")]
     children = client.search_runs([parent.info.experiment_id],
                                   filter_string=f"tags.mlflow.parentRunId = '{result.mlflow_run_id}'")
     assert len(children) == len(trials)
@@ -58,6 +60,45 @@ def test_two_objectives_and_a_constraint_end_to_end(ray_local, tmp_path):
         assert tags["tuneorch.feasible"] in ("true", "false") and "tuneorch.pareto_rank" in tags
         if tags["trial_id"] in set(front["trial_id"]):
             assert tags["tuneorch.pareto_rank"] == "0" and tags["tuneorch.feasible"] == "true"
+
+
+def check_hypervolume_history(client, run_id: str, final: float, trials: int) -> None:
+    """The parent's ``hypervolume`` metric: one point per trial that changed the front, steps
+    counting the trials ended, never decreasing, ending at the final hypervolume."""
+    history = sorted(client.get_metric_history(run_id, "hypervolume"), key=lambda m: m.step)
+    steps, values = [m.step for m in history], [m.value for m in history]
+    assert len(history) >= 2 and steps == sorted(set(steps)) and 1 <= steps[0] and steps[-1] == trials
+    assert all(b >= a for a, b in zip(values, values[1:])) and values[-1] == final
+
+
+def test_the_cli_runs_two_objectives_and_a_constraint_from_yaml(ray_local, tmp_path, capsys):
+    """The same problem through ``tuneorch run spec.yaml``: lists in YAML, the summary printed,
+    the records in MLflow (sqlite under the storage path)."""
+    from mlflow import MlflowClient
+
+    from orchestrator.cli import main
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "trainable: test_multi_objective_tune:zdt1_constrained\n"
+        "metric: [f1, f2]\nmode: [min, min]\nconstraints: ['memory_gb <= 12']\n"
+        "search: tpe\nsearch_options: {n_startup: 4}\nnum_samples: 8\nmax_concurrent: 2\nseed: 1\n"
+        f"storage_path: {tmp_path / 'runs'}\nname: mo-cli\n"
+        "space:\n  x0: {type: float, low: 0.0, high: 1.0}\n  x1: {type: float, low: 0.0, high: 1.0}\n")
+    assert main(["run", str(spec)]) == 0
+    out = capsys.readouterr().out
+    assert "pareto front" in out and "hypervolume" in out and "best (pareto)" in out
+    (experiment,) = (tmp_path / "runs").glob("mo-cli-*")
+    front = (experiment / "pareto_front.csv").read_text().splitlines()
+    assert front[0].startswith("trial_id,f1,f2") and len(front) >= 2
+    uris = [line.split()[-1] for line in out.splitlines() if "sqlite:" in line]
+    client = MlflowClient(uris[0] if uris else f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    (parent,) = [r for r in client.search_runs([e.experiment_id for e in client.search_experiments()])
+                 if "mlflow.parentRunId" not in r.data.tags]
+    final = parent.data.metrics["hypervolume"]
+    assert final > 0 and f"{final:.6g}" in out
+    check_hypervolume_history(client, parent.info.run_id, final, 8)
+    assert "plots/pareto_front.png" in [a.path for a in client.list_artifacts(parent.info.run_id, "plots")]
 
 
 def report_without_memory(config):

@@ -171,3 +171,24 @@ def test_motpe_moves_towards_the_front():
     Y = np.stack([X[:, 0], 1 - X[:, 0] + 5 * X[:, 1]], axis=1)  # the front is y = 0
     picks = np.array([core.suggest(X, Y, rng) for _ in range(20)])
     assert np.median(picks[:, 1]) < 0.25
+
+
+def test_hypervolume_history_follows_the_front_as_trials_end():
+    """The hypervolume of the trials ended so far, in end order, recomputed only when one enters
+    the front: hand case with reference point (4, 4)."""
+    from orchestrator.pareto_records import hypervolume_history
+
+    L = np.array([[3.0, 3.0],   # ends 2nd: HV 1
+                  [1.0, 1.0],   # ends 4th: dominates everything so far: HV 9
+                  [2.0, 3.5],   # ends 1st: HV 2 * 0.5 = 1
+                  [3.5, 3.5],   # ends 3rd: dominated, no change
+                  [0.5, 3.9],   # ends 5th, infeasible: no change
+                  [np.nan, 1.0]])  # no end time: last; not counted (infeasible)
+    feasible = np.array([True, True, True, True, False, False])
+    ends = [20.0, 40.0, 10.0, 30.0, 50.0, None]
+    history = hypervolume_history(L, feasible, np.array([4.0, 4.0]), ends)
+    assert [(k, ts) for k, ts, _ in history] == [(1, 10000), (2, 20000), (4, 40000), (6, None)]
+    values = [v for *_, v in history]
+    assert values == pytest.approx([1.0, 1.0 + 1.0 - 0.5, 9.0, 9.0])
+    from search_algs.core.pareto import hypervolume as hv_of
+    assert values[1] == pytest.approx(hv_of(L[[0, 2]], np.array([4.0, 4.0])))

@@ -55,7 +55,7 @@ from orchestrator.tracking.mlflow_callback import MLFLOW_ENV_DEFAULTS
 from orchestrator.tracking.model_registry import (CHAMPION_ALIAS, best_checkpoint, checkpoint_uri,
                                                   find_model_loader, is_local, log_and_register_model)
 from orchestrator.tracking.plots import (NothingToPlot, creation_order, plot_learning_curves,
-                                         plot_optimization_history, plot_parallel_coordinates,
+                                         plot_optimization_history, plot_parallel_coordinates, plot_pareto_front,
                                          plot_pbt_lineage)
 
 logger = logging.getLogger(__name__)
@@ -257,6 +257,9 @@ class _Run:
                     self.frames["metrics"], m, d, p,
                     best_trial=getattr(self.result, "best_trial_id", None), order=order),
             })
+        if several:
+            makers["pareto_front"] = lambda p: plot_pareto_front(self.frames["trials"], list(self.metric),
+                                                                 list(self.mode), p)
         made, broken = [], {}
         for name, make in makers.items():
             try:

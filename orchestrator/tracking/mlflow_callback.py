@@ -368,14 +368,16 @@ class MLflowTracking(Callback):
 
     def finish(self, best_config: dict | None, best_metric: float | dict | None, metric: str | list,
                status: str = "FINISHED", extra_metrics: dict | None = None,
-               trial_tags: dict | None = None) -> None:
+               trial_tags: dict | None = None, parent_history: dict | None = None) -> None:
         """Log the best result on the parent, deliver the outbox, end every run.
 
         ``best_config`` goes to tags ``best_config`` (JSON) and ``best_config/<key>``; ``best_metric``
         to the metric ``best/<metric>``; ``extra_metrics`` (e.g. ``cache_hits``) go to the parent too. Children still RUNNING end as KILLED; the parent ends
         with ``status``. Several objectives: ``metric`` is their list and ``best_metric``
         ``{objective: value}`` (metrics ``best/<objective>``). ``trial_tags`` ``{trial_id: {tag:
-        value}}`` go to the child runs (e.g. ``tuneorch.pareto_rank``). If the outbox is not delivered within ``drain_timeout_s`` the records
+        value}}`` go to the child runs (e.g. ``tuneorch.pareto_rank``). ``parent_history``
+        ``{name: [(step, timestamp ms or None, value)]}``: metric histories of the parent (e.g. the
+        hypervolume as trials ended). If the outbox is not delivered within ``drain_timeout_s`` the records
         stay in ``outbox_dir`` (a warning says how much) and the next ``start()`` on that
         directory, or ``replay_outbox``, delivers them.
         """
@@ -407,6 +409,12 @@ class MLflowTracking(Callback):
         parent_metrics = {k: v for k, v in parent_metrics.items() if v is not None}
         if parent_metrics:
             session.writer.append({"k": "metrics", "trial": None, "ts": ts, "step": 0, "m": parent_metrics})
+        for name, points in (parent_history or {}).items():
+            for step, when, value in points:
+                value = as_metric_value(value)
+                if value is not None:
+                    session.writer.append({"k": "metrics", "trial": None, "ts": int(when or ts),
+                                           "step": int(step), "m": {name: value}})
         end = session.writer.append({"k": "finish", "ts": ts, "status": status})
         delivered = session.sender.wait_delivered(end, self.drain_timeout_s)
         if not delivered:

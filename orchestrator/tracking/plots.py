@@ -97,6 +97,71 @@ def plot_optimization_history(trials: Any, metric: str, mode: str, path: str,
     fig.savefig(path)
 
 
+def plot_pareto_front(trials: Any, objectives: Sequence[str], modes: Sequence[str], path: str) -> None:
+    """The trials in objective space, by Pareto rank (the ``pareto_rank`` and ``feasible``
+    columns of the trials table). Two objectives: a scatter with the front joined as a staircase,
+    dominated trials lighter by rank, infeasible ones as grey crosses. Three or more: parallel
+    coordinates of the objectives (each scaled to its range, the better end at the bottom), the
+    front in colour over the rest in grey."""
+    import numpy as np
+
+    if trials is None or not len(trials) or "pareto_rank" not in trials:
+        raise NothingToPlot("no trial has a Pareto rank")
+    missing = [o for o in objectives if o not in trials]
+    if missing:
+        raise NothingToPlot(f"no trial reported {missing}")
+    Y = np.column_stack([_numbers(trials[o]) for o in objectives])
+    rank = np.array([float(r) if r is not None and r == r else np.nan for r in trials["pareto_rank"]], dtype=float)
+    feasible = np.array([bool(f) for f in trials["feasible"]]) if "feasible" in trials else np.isfinite(rank)
+    counted = np.all(np.isfinite(Y), axis=1)
+    front = counted & (rank == 0)
+    if not front.any():
+        raise NothingToPlot("no feasible trial reported every objective")
+    ranked = counted & np.isfinite(rank)
+    top = max(1.0, float(np.nanmax(rank[ranked])))
+    if len(objectives) == 2:
+        fig = _figure(6.5, 5)
+        ax = fig.add_subplot()
+        grey = counted & ~feasible
+        if grey.any():
+            ax.scatter(Y[grey, 0], Y[grey, 1], marker="x", color="grey", s=22, label="infeasible")
+        others = ranked & ~front
+        if others.any():
+            ax.scatter(Y[others, 0], Y[others, 1], c=rank[others], cmap="Blues_r", vmin=0, vmax=top * 1.4,
+                       s=22, label="dominated (darker: lower rank)")
+        order = np.argsort(Y[front, 0] if modes[0] == "min" else -Y[front, 0], kind="stable")
+        fx, fy = Y[front, 0][order], Y[front, 1][order]
+        ax.step(fx, fy, where="post", color="C3", lw=1.5)
+        ax.scatter(fx, fy, color="C3", s=36, zorder=3, label=f"Pareto front ({int(front.sum())})")
+        ax.set_xlabel(f"{objectives[0]} ({modes[0]})")
+        ax.set_ylabel(f"{objectives[1]} ({modes[1]})")
+    else:
+        lo, hi = np.nanmin(Y[counted], axis=0), np.nanmax(Y[counted], axis=0)
+        scaled = (Y - lo) / np.where(hi > lo, hi - lo, 1.0)
+        scaled[:, [j for j, m in enumerate(modes) if m == "max"]] *= -1
+        scaled[:, [j for j, m in enumerate(modes) if m == "max"]] += 1  # better end at the bottom
+        fig = _figure(max(6.0, 1.8 * len(objectives) + 2), 4.5)
+        ax = fig.add_subplot()
+        xs = np.arange(len(objectives))
+        for i in np.flatnonzero(counted & ~front):
+            ax.plot(xs, scaled[i], color="lightgrey" if feasible[i] else "mistyrose", lw=1)
+        for i in np.flatnonzero(front):
+            ax.plot(xs, scaled[i], color="C3", lw=1.6, marker="o", ms=3)
+        for j in xs:
+            ax.axvline(j, color="black", lw=0.8)
+            ax.text(j + 0.03, 0.0, f"{lo[j] if modes[j] == 'min' else hi[j]:.4g}", fontsize=7, va="bottom")
+            ax.text(j + 0.03, 1.0, f"{hi[j] if modes[j] == 'min' else lo[j]:.4g}", fontsize=7, va="top")
+        ax.set_xticks(xs, [f"{o} ({m})" for o, m in zip(objectives, modes)], rotation=20, ha="right", fontsize=8)
+        ax.set_yticks([])
+        ax.plot([], [], color="C3", label=f"Pareto front ({int(front.sum())})")
+        ax.plot([], [], color="lightgrey", label="dominated")
+    ax.set_title(f"Pareto front: {int(front.sum())} of {int(counted.sum())} trials "
+                 f"({int((counted & ~feasible).sum())} infeasible)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.savefig(path)
+
+
 def _axis(values: Any, name: str, space_row: dict | None) -> dict | None:
     """Positions in [0, 1] (NaN when missing) and tick labels of one parallel-coordinates axis."""
     import numpy as np
