@@ -235,9 +235,14 @@ def plot_parallel_coordinates(trials: Any, metric: str, mode: str, path: str,
     better_last = np.argsort(np.where(finite, values, np.inf if mode == "max" else -np.inf))
     if mode == "min":
         better_last = better_last[::-1]
-    for i in better_last:
-        color = cmap(norm(values[i])) if finite[i] and norm is not None else "lightgrey"
-        ax.plot(xs, ys[i], color=color, lw=1.4, alpha=0.85, marker="o", ms=2.5)
+    # One LineCollection and one scatter for all trials, better ones drawn last (on top).
+    from matplotlib.collections import LineCollection
+
+    colors = [cmap(norm(values[i])) if finite[i] and norm is not None else "lightgrey" for i in better_last]
+    ax.add_collection(LineCollection([np.column_stack([xs, ys[i]]) for i in better_last], colors=colors,
+                                     linewidths=1.4, alpha=0.85))
+    ax.scatter(np.tile(xs, len(better_last)), ys[better_last].ravel(), s=6,
+               c=[c for c in colors for _ in xs], alpha=0.85, zorder=3)
     for j, axis in enumerate(axes):
         ax.axvline(j, color="black", lw=0.8)
         for pos, text in axis["ticks"]:
@@ -265,12 +270,16 @@ def plot_learning_curves(metrics: Any, metric: str, mode: str, path: str,
     rows = metrics[metrics["key"].astype(str) == metric]
     if not len(rows):
         raise NothingToPlot(f"no trial reported {metric!r}")
-    curves = {}
-    for trial_id, group in rows.groupby(rows["trial_id"].astype(str), sort=False):
-        # a PBT clone reports the steps after the cloned checkpoint again: keep the latest
-        by = ["step", "timestamp"] if "timestamp" in group else ["step"]
-        group = group.sort_values(by, kind="stable").drop_duplicates("step", keep="last")
-        curves[trial_id] = (group["step"].to_numpy(dtype=float), group["value"].to_numpy(dtype=float))
+    # A PBT clone reports the steps after the cloned checkpoint again: keep the latest. One sort of
+    # all rows, then a split per trial (a groupby per trial cost seconds at 10,000 trials).
+    rows = rows.assign(trial_id=rows["trial_id"].astype(str))
+    by = ["trial_id", "step", "timestamp"] if "timestamp" in rows else ["trial_id", "step"]
+    rows = rows.sort_values(by, kind="stable").drop_duplicates(["trial_id", "step"], keep="last")
+    ids = rows["trial_id"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    bounds = np.r_[starts, len(ids)]
+    steps_all, values_all = rows["step"].to_numpy(dtype=float), rows["value"].to_numpy(dtype=float)
+    curves = {ids[a]: (steps_all[a:b], values_all[a:b]) for a, b in zip(bounds[:-1], bounds[1:])}
     finals = {t: (v[np.isfinite(v)][-1] if np.isfinite(v).any() else np.nan) for t, (_, v) in curves.items()}
     fig = _figure(7, 4.2)
     ax = fig.add_subplot()
@@ -278,6 +287,9 @@ def plot_learning_curves(metrics: Any, metric: str, mode: str, path: str,
     finite = [v for v in finals.values() if np.isfinite(v)]
     cmap = _cmap(mode)
     norm = Normalize(vmin=min(finite), vmax=max(finite)) if finite and not few else None
+    # Beyond a few trials the curves are one LineCollection: one artist instead of one per trial
+    # (10,000 trials took minutes as separate lines; issue #21).
+    segments, colors = [], []
     for k, trial_id in enumerate(sorted(curves, key=_order_key(order))):
         steps, values = curves[trial_id]
         is_best = trial_id == str(best_trial)
@@ -287,10 +299,19 @@ def plot_learning_curves(metrics: Any, metric: str, mode: str, path: str,
             color = cmap(norm(finals[trial_id]))
         else:
             color = f"C{k % 10}" if few else "lightgrey"
-        ax.plot(steps, values, color=color, lw=2.2 if is_best else 1.1, alpha=0.9,
-                marker="o" if len(steps) <= 30 else None, ms=3,
-                label=(f"{trial_id} (best)" if is_best else trial_id) if few or is_best else None,
-                zorder=3 if is_best else 2)
+        if few or is_best:
+            ax.plot(steps, values, color=color, lw=2.2 if is_best else 1.1, alpha=0.9,
+                    marker="o" if len(steps) <= 30 else None, ms=3,
+                    label=(f"{trial_id} (best)" if is_best else trial_id) if few or is_best else None,
+                    zorder=3 if is_best else 2)
+        else:
+            segments.append(np.column_stack([steps, values]))
+            colors.append(color)
+    if segments:
+        from matplotlib.collections import LineCollection
+
+        ax.add_collection(LineCollection(segments, colors=colors, linewidths=1.1, alpha=0.9, zorder=2))
+        ax.autoscale_view()
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
