@@ -21,6 +21,7 @@ from search_algs.base import SpaceSearcher
 from search_algs.core.gp import GPNumericalError
 from search_algs.core.gp_ei import GPEI, GPEIOptions
 from search_algs.space import Space
+from search_algs.tpe import _EncodedHistory
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,13 @@ class GPEISearch(SpaceSearcher):
             {"noise_loc": -6}}``, as ``search_options`` in YAML give it); its ``noise`` is
             replaced by the ``noise`` argument. For noisy objectives ``noise="noisy"`` with
             ``{"noisy_acqf": "nei"}`` measured best (BENCHMARKS.md C5).
+
+    Cost at any history size (issue #21): the model holds at most ``max_model_points`` (1000)
+    observations and its hyperparameters are fitted on at most ``max_fit_points`` (200) of them
+    (the best half and an even thinning of the rest), and the history is encoded once per
+    observation, so a suggestion stays under a second at 10,000 trials; the first one after a
+    restore or a warm start fits from scratch (a few seconds at most). See
+    :mod:`search_algs.core.gp_ei`.
 
     Give Tune a :class:`~ray.tune.search.ConcurrencyLimiter` around this searcher to run
     several trials at once (without one Tune keeps only one pending trial); running trials are
@@ -127,6 +135,7 @@ class GPEISearch(SpaceSearcher):
         self._core: Any = None
         self._core_space: Space | None = None
         self._core_state: dict | None = None  # restored state, loaded into the next core built
+        self._encoded: _EncodedHistory | None = None  # unit vectors of the history (a cache)
 
     @classmethod
     def _options_from_mapping(cls, given: Mapping) -> Any:
@@ -166,9 +175,25 @@ class GPEISearch(SpaceSearcher):
 
     def _arrays(self) -> tuple[np.ndarray, list, np.ndarray]:
         space = self.space
-        U = np.array([space.encode_flat(obs.flat) for obs in self.history]).reshape(-1, space.dim)
         pending = np.array([space.encode_flat(flat) for flat in self.pending.values()]).reshape(-1, space.dim)
-        return U, [obs.loss for obs in self.history], pending
+        return self._encoded_history().copy(), [obs.loss for obs in self.history], pending
+
+    def _encoded_history(self) -> np.ndarray:
+        """``(n, D)`` unit vectors of ``self.history``, each observation encoded once (TPE's
+        cache, :class:`search_algs.tpe._EncodedHistory`: encoding the whole history on every
+        suggestion cost ~0.1 s at n = 10,000); rebuilt when the history is not the cached one
+        extended at its end (restore, another space)."""
+        history, cache = self.history, getattr(self, "_encoded", None)  # absent in old pickles
+        if (cache is None or cache.space is not self.space or len(cache.obs) > len(history)
+                or any(a is not b for a, b in zip(cache.obs, history))):
+            cache = self._encoded = _EncodedHistory(self.space)
+        cache.extend(history)
+        return cache.X
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_encoded"] = None  # a cache: rebuilt from the history on the next suggestion
+        return state
 
     def startup_point(self, k: int) -> dict[str, Any]:
         """Flat values of the ``k``-th start-up point (``k`` counts finished and running trials,
@@ -232,3 +257,4 @@ class GPEISearch(SpaceSearcher):
             self._design_seed = extra.get("design_seed")
             self._core_state = extra.get("core")
         self._core = None
+        self._encoded = None

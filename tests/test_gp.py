@@ -625,3 +625,90 @@ def test_pending_rule_is_an_option_and_believer_keeps_the_old_path():
         core = GPEI([Dim("continuous")] * 2, GPEIOptions(pending=rule))
         s = core.suggest(X, y, np.random.default_rng(1), pending=X[:1] * 0.5)
         assert s is not None and np.all(np.isfinite(s.u))
+
+
+# ---- bounded cost at any history size: max_fit_points (issue #21) --------------------------------
+
+
+def test_thin_subset_rule():
+    from search_algs.core.gp_ei import thin_subset
+
+    rng = np.random.default_rng(3)
+    values = rng.random(500)
+    ok = np.ones(500, dtype=bool)
+    ok[[4, 400]] = False
+    np.testing.assert_array_equal(thin_subset(values, ok, None), ok)
+    np.testing.assert_array_equal(thin_subset(values, ok, 498), ok)
+    mask = thin_subset(values, ok, 101)
+    assert mask.sum() == 101 and not mask[4] and not mask[400]
+    best = np.argsort(np.where(ok, values, np.inf))[:50]
+    assert mask[best].all()  # the best half is always kept
+    rest = np.setdiff1d(np.flatnonzero(ok), best)
+    thin = np.flatnonzero(mask & ~np.isin(np.arange(500), best))
+    assert thin[0] == rest[0] and thin[-1] == rest[-1]  # the oldest and the newest of the rest
+    gaps = np.diff(np.searchsorted(rest, thin))
+    assert gaps.max() - gaps.min() <= 1  # evenly spaced in arrival order
+    np.testing.assert_array_equal(mask, thin_subset(values, ok, 101))  # deterministic
+
+
+def test_hyperparameters_are_fitted_on_at_most_max_fit_points(monkeypatch):
+    rng = np.random.default_rng(0)
+    X = rng.random((150, 2))
+    losses = [branin(x) for x in X]
+    seen = []
+    real_fit = gp_module.fit_map
+
+    def spy(U, y, *args, **kwargs):
+        seen.append((np.array(U), np.array(y)))
+        return real_fit(U, y, *args, **kwargs)
+
+    import search_algs.core.gp_ei as gp_ei_module
+
+    monkeypatch.setattr(gp_ei_module, "fit_map", spy)
+    core = GPEI([Dim("continuous")] * 2, GPEIOptions(max_fit_points=40))
+    s = core.suggest(X, losses, np.random.default_rng(1))
+    assert len(seen) == 1 and seen[0][0].shape == (40, 2)  # the fit saw the subset
+    assert s.info["n_model"] == 150  # the GP is conditioned on every modelled point
+    y = model_targets(np.array(losses))
+    assert np.isin(np.sort(y)[:20], seen[0][1]).all()  # the best half is in the fit
+    assert np.all((s.u >= 0) & (s.u <= 1))
+    # deterministic: the same fit subset and the same suggestion for the same seed
+    again = GPEI([Dim("continuous")] * 2, GPEIOptions(max_fit_points=40))
+    s2 = again.suggest(X, losses, np.random.default_rng(1))
+    np.testing.assert_array_equal(seen[1][0], seen[0][0])
+    np.testing.assert_array_equal(s.u, s2.u)
+
+
+def test_nothing_changes_up_to_max_fit_points():
+    rng = np.random.default_rng(2)
+    X = rng.random((40, 2))
+    losses = [branin(x) for x in X]
+    a = GPEI([Dim("continuous")] * 2, GPEIOptions(max_fit_points=40)).suggest(X, losses, np.random.default_rng(3))
+    b = GPEI([Dim("continuous")] * 2, GPEIOptions(max_fit_points=None)).suggest(X, losses, np.random.default_rng(3))
+    np.testing.assert_array_equal(a.u, b.u)
+    assert a.log_ei == b.log_ei
+
+
+@pytest.mark.parametrize("bad", [3, 2.5, True, "300"])
+def test_max_fit_points_is_validated_with_the_value_and_the_fix(bad):
+    with pytest.raises(ValueError) as err:
+        GPEIOptions(max_fit_points=bad).validate()
+    msg = str(err.value)
+    assert "GP-EI" in msg and "'max_fit_points'" in msg and repr(bad) in msg and "None" in msg
+
+
+def test_squared_differences_fast_path_matches_the_general_form():
+    rng = np.random.default_rng(4)
+    A = torch.as_tensor(rng.random((30, 4)), dtype=torch.float64)
+    B = torch.as_tensor(rng.random((20, 4)), dtype=torch.float64)
+    numeric = torch.zeros(4, dtype=torch.long)
+    fast = gp_module.squared_differences(A, B, numeric)
+    diff = A.unsqueeze(-2) - B.unsqueeze(-3)
+    general = torch.where(numeric > 0, (diff != 0).to(torch.float64), diff * diff)
+    assert torch.equal(fast, general)  # bit for bit
+    mixed = torch.tensor([0, 3, 0, 0])
+    Z = gp_module.features(torch.cat([A, B]), mixed)
+    sq = gp_module.squared_differences(Z[:30], Z[30:], mixed)
+    d = Z[:30].unsqueeze(-2) - Z[30:].unsqueeze(-3)
+    assert torch.equal(sq[..., 1], (d[..., 1] != 0).to(torch.float64))
+    assert torch.equal(sq[..., 0], d[..., 0] ** 2)

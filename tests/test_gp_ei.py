@@ -205,3 +205,40 @@ def test_tune_run_completes_and_searcher_sees_every_trial(ray_local, tmp_path):
     assert len({(c["x"], c["y"], c["k"]) for c in configs}) == 12
     best = results.get_best_result(metric="loss", mode="min")
     assert best.metrics["loss"] == pytest.approx(min(o.loss for o in searcher.history))
+
+
+# ---- bounded cost at any history size (issue #21) -----------------------------------------------
+
+
+def test_adapter_encodes_each_observation_once_and_follows_history_changes():
+    a, b = make(seed=0), make(seed=1)
+    drive(a, 12)
+    drive(b, 12)
+    space = Space(SPACE)
+
+    def fresh(s):
+        return np.array([space.encode_flat(obs.flat) for obs in s.history])
+
+    np.testing.assert_array_equal(a._arrays()[0], fresh(a))
+    first = a._encoded
+    drive(a, 2, start=12)
+    assert a._encoded is first  # extended, not rebuilt
+    np.testing.assert_array_equal(a._arrays()[0], fresh(a))
+    a.set_state(b.get_state())  # another history (resume): rebuilt
+    np.testing.assert_array_equal(a._arrays()[0], fresh(b))
+    clone = pickle.loads(pickle.dumps(a))
+    assert clone._encoded is None  # a cache: it does not travel
+    np.testing.assert_array_equal(clone._arrays()[0], fresh(a))
+
+
+def test_capped_model_and_fit_through_the_adapter_stay_valid_and_reproducible():
+    capped = {**FAST.as_dict(), "max_model_points": 12, "max_fit_points": 8}
+    a, b = make(seed=5, options=capped), make(seed=5, options=capped)
+    assert (a.options.max_model_points, a.options.max_fit_points) == (12, 8)
+    seq_a, seq_b = drive(a, 22), drive(b, 22)
+    assert seq_a == seq_b
+    space = Space(SPACE)
+    for config in seq_a:
+        space.to_flat(config)  # raises on anything outside the space
+    with pytest.raises(ValueError, match="'max_fit_points' must be None or an int >= 4, got 0"):
+        make(options={"max_fit_points": 0})

@@ -515,3 +515,39 @@ def test_sanity_kg_recommends_better_than_random_on_noisy_hartmann6():
           f"({time.time() - t0:.1f} s)")
     assert np.mean(regret["kg"]) < np.mean(regret["random"])
     assert sum(k < r for k, r in zip(regret["kg"], regret["random"])) >= 2
+
+
+# ---- bounded cost at any history size (issue #21) -----------------------------------------------
+
+
+def test_kg_models_and_fits_at_most_its_caps(monkeypatch):
+    import search_algs.core.gp_ei as gp_ei_module
+
+    assert (KGOptions().max_model_points, KGOptions().max_fit_points) == (500, 200)  # smaller than GP-EI's model
+    seen = []
+    real_fit = gp_ei_module.fit_map
+
+    def spy(U, y, *args, **kwargs):
+        seen.append(np.array(U))
+        return real_fit(U, y, *args, **kwargs)
+
+    monkeypatch.setattr(gp_ei_module, "fit_map", spy)
+    X = np.random.default_rng(0).random((90, 3))
+    losses = [_quad(x) for x in X]
+    opts = replace(FAST, max_model_points=40, max_fit_points=24, decision_set="observed")
+    core = KnowledgeGradient([Dim("continuous")] * 3, opts)
+    s = core.suggest(X, losses, np.random.default_rng(1))
+    assert s.info["n_model"] == 40 and s.info["n_candidates"] == 40  # observed set = the modelled points
+    assert len(seen) == 1 and seen[0].shape == (24, 3)
+    assert s.u.shape == (3,) and np.all((s.u >= 0) & (s.u <= 1)) and np.isfinite(s.log_kg)
+    again = KnowledgeGradient([Dim("continuous")] * 3, opts).suggest(X, losses, np.random.default_rng(1))
+    np.testing.assert_array_equal(again.u, s.u)  # deterministic for a seed
+    best = int(np.argmin(losses))
+    assert core.model_subset(np.array(losses), np.ones(90, dtype=bool))[best]  # the best is modelled
+
+
+def test_kg_cap_options_are_validated_with_the_value():
+    for name in ("max_model_points", "max_fit_points"):
+        with pytest.raises(ValueError) as err:
+            replace(KGOptions(), **{name: 1}).validate()
+        assert str(err.value).startswith("KG:") and f"'{name}'" in str(err.value) and "got 1" in str(err.value)

@@ -23,6 +23,7 @@ from search_algs.core.tpe import (
     gamma,
     log_normal_mass,
     rank_observations,
+    cap_set,
     recency_weights,
     split_good_bad,
 )
@@ -451,7 +452,7 @@ def test_any_history_gives_a_valid_point(n, seed, kinds, n_pending):
     ("n_ei_candidates", 0), ("gamma_fraction", 0.0), ("gamma_fraction", 1.5), ("gamma_cap", 0),
     ("prior_weight", 0.0), ("prior_weight", math.nan), ("min_bandwidth", 0.0),
     ("full_weight_window", 0), ("constant_liar", "yes"), ("bandwidth", "silverman"),
-    ("categorical_bandwidth", None),
+    ("categorical_bandwidth", None), ("max_set_points", 1), ("max_set_points", 2.5), ("max_set_points", True),
 ])
 def test_bad_options_name_parameter_and_value(field, value):
     with pytest.raises(ValueError) as err:
@@ -694,3 +695,123 @@ def test_tune_run_completes_and_searcher_sees_every_trial(ray_local, tmp_path):
     assert all(o.loss is not None and not o.censored for o in searcher.history)
     best = results.get_best_result(metric="loss", mode="min")
     assert best.metrics["loss"] == pytest.approx(min(o.loss for o in searcher.history))
+
+
+# ---- bounded cost in long runs: max_set_points (issue #21) ---------------------------------------
+
+
+def test_cap_set_keeps_every_member_up_to_the_cap():
+    members = np.arange(0, 40, 2)
+    rank = np.random.default_rng(0).permutation(40)
+    w = recency_weights(len(members), 5)
+    for cap in (None, 20, 100):
+        keep, wk = cap_set(members, rank, w, cap)
+        np.testing.assert_array_equal(keep, np.arange(20))
+        np.testing.assert_array_equal(wk, w)
+
+
+def test_cap_set_keeps_the_best_ranked_half_and_thins_the_rest_evenly():
+    n = 1000
+    rng = np.random.default_rng(1)
+    rank = rng.permutation(n)
+    members = np.sort(rng.choice(n, 700, replace=False))
+    w = recency_weights(len(members), 25)
+    keep, wk = cap_set(members, rank, w, 101)
+    assert len(keep) == 101 and np.all(np.diff(keep) > 0)  # distinct, chronological
+    best = np.argsort(rank[members], kind="stable")[:50]
+    assert set(best) <= set(keep)  # the 50 best-ranked (nearest the split) are kept
+    rest = np.setdiff1d(np.arange(700), best)
+    thin = np.setdiff1d(keep, best)
+    assert thin[0] == rest[0] and thin[-1] == rest[-1]  # the oldest and the newest of the rest
+    gaps = np.diff(np.searchsorted(rest, thin))
+    assert gaps.max() - gaps.min() <= 1  # evenly spaced in arrival order
+    np.testing.assert_allclose(wk[np.isin(keep, best)], w[np.sort(best)])  # own weights
+    np.testing.assert_allclose(wk[np.isin(keep, thin)].sum(), w[rest].sum())  # the rest keeps its weight
+    again = cap_set(members, rank, w, 101)  # deterministic: no random draw
+    np.testing.assert_array_equal(again[0], keep)
+    np.testing.assert_array_equal(again[1], wk)
+
+
+def _long_history(n: int, seed: int = 0, d: int = 3):
+    rng = np.random.default_rng(seed)
+    X = rng.random((n, d))
+    losses = [float(np.sum((x - 0.3) ** 2)) for x in X]
+    for i in rng.choice(n, n // 20, replace=False):
+        losses[i] = None  # some failures, in the bad set
+    return X, losses
+
+
+def test_estimators_hold_at_most_the_cap_and_keep_the_best():
+    space = unit_space(3)
+    X, losses = _long_history(800)
+    pending = np.random.default_rng(2).random((3, 3))
+    core = TPE(space.dims(), TPEOptions(max_set_points=60))
+    model = core.fit(X, losses, pending=pending)
+    [(_, good, bad)] = model.groups
+    assert len(model.bad) > 700 and len(model.bad_modelled) == 60
+    assert bad.n_kernels == 60 + 3  # the cap, plus every pending point
+    ranked, _ = rank_observations(losses)
+    assert good.n_kernels == 25 and set(model.good_modelled) == set(ranked[:25])  # the best: all kept
+    np.testing.assert_array_equal(model.good, model.good_modelled)
+    assert set(ranked[25:25 + 30]) <= set(model.bad_modelled)  # nearest the split
+    again = core.fit(X, losses, pending=pending)
+    np.testing.assert_array_equal(again.bad_modelled, model.bad_modelled)
+    np.testing.assert_array_equal(again.groups[0][2].centres, bad.centres)
+    u1 = core.suggest(X, losses, np.random.default_rng(5), pending=pending)
+    u2 = core.suggest(X, losses, np.random.default_rng(5), pending=pending)
+    np.testing.assert_array_equal(u1, u2)  # same seed, same suggestion
+    assert u1.shape == (3,) and np.all((u1 >= 0) & (u1 <= 1))
+
+
+def test_nothing_changes_up_to_the_cap():
+    space = unit_space(3)
+    X, losses = _long_history(300, seed=3)
+    for cap in (275, 400, None):  # bad set: 300 - 25 = 275 members
+        capped = TPE(space.dims(), TPEOptions(max_set_points=cap))
+        free = TPE(space.dims(), TPEOptions(max_set_points=None))
+        np.testing.assert_array_equal(capped.suggest(X, losses, np.random.default_rng(7)),
+                                      free.suggest(X, losses, np.random.default_rng(7)))
+    small = TPE(space.dims(), TPEOptions(max_set_points=274))
+    assert len(small.fit(X, losses).bad_modelled) == 274
+
+
+def test_capped_suggestions_stay_valid_on_a_conditional_space():
+    rng = np.random.default_rng(4)
+    flats = [COND.sample_flat(rng) for _ in range(400)]
+    X = np.array([COND.encode_flat(f) for f in flats])
+    losses = [float(rng.random()) for _ in flats]
+    core = TPE(COND.dims(), TPEOptions(max_set_points=16))
+    for group, good, bad in core.fit(X, losses).groups:
+        assert good.n_kernels <= 16 and bad.n_kernels <= 16
+    for seed in range(5):
+        u = core.suggest(X, losses, np.random.default_rng(seed))
+        assert COND.to_flat(COND.to_config(COND.decode_unit(u))) == COND.decode_unit(u)
+
+
+def test_adapter_takes_max_set_points():
+    from search_algs.tpe import TPESearch
+
+    s = TPESearch(space=unit_space(2).template, metric="loss", mode="min", seed=0, max_set_points=50)
+    assert s.options.max_set_points == 50
+    with pytest.raises(ValueError, match="'max_set_points'.*0"):
+        TPESearch(space=unit_space(2).template, metric="loss", mode="min", seed=0, max_set_points=0)
+
+
+def test_cost_command_passes_core_options_and_checks_regret_arguments(tmp_path, capsys):
+    from benchmarks import cost
+
+    assert cost.main(["--optimizers", "tpe", "--problem", "branin", "--sizes", "40", "--reps", "3",
+                      "--core-options", '{"max_set_points": 8}', "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "steady p50" in out and "first ask" in out
+    spec = cost._with_options(cost.runner.select_optimizers(["tpe"], False)[0], {"max_set_points": 8})
+    assert spec.build(get_problem_space("branin"), 0).searcher.options.max_set_points == 8
+    assert cost.main(["--regret", "10", "--optimizers", "tpe"]) == 2  # no --core-options to compare with
+    assert all(math.isnan(v) for v in cost.percentiles([]))
+    assert cost.percentiles([1.0, 2.0, 3.0]) == (2.0, pytest.approx(2.9))
+
+
+def get_problem_space(name: str):
+    from benchmarks.problems import get_problem
+
+    return get_problem(name).space

@@ -48,6 +48,15 @@ The suggestion step (:class:`GPEI`)
   every observation is still excluded from being proposed again. An exact GP costs ``O(n^3)``
   per fit: at n = 2000 (6-D) a suggestion with a refit took 30-90 CPU s here, with the cap 5-12 s,
   and one without a refit 1.15 s vs 0.47 s (BENCHMARKS.md, run C2). ``None`` models everything.
+* Bounded cost at any history size (``max_fit_points``, default 200; issue #21): beyond that
+  many modelled observations the hyperparameters are fitted (MAP) on a subset of that size,
+  chosen from the model's points by the same rule (:func:`thin_subset`: the best half and an
+  even thinning of the rest in arrival order, deterministic), and the GP with those
+  hyperparameters is then conditioned on every modelled point (one Cholesky). A fit costs
+  ``O(n^3)`` per iteration: at 1000 points a refit (50 iterations) took 4.7 CPU s and the first
+  fit after a warm start 12.4 s, on 200 points ~0.1 s. At or below ``max_fit_points`` nothing
+  changes (every stored sample-efficiency result ran at most 100 evaluations). ``None`` fits on
+  every modelled observation. Measured: BENCHMARKS.md, "Suggestion cost by history size".
 * Refitting: hyperparameters are refitted on every suggestion up to ``refit_all_until``
   (100) observations, warm-started from the previous fit and, every ``restart_every`` (5)
   observations, also from the prior's centre and from short lengthscales (the best MAP
@@ -78,7 +87,7 @@ from search_algs.core.optimizer import OptimizeOptions, levels_of, optimize_acqf
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["GPEIOptions", "GPEI", "Suggestion", "torch_threads"]
+__all__ = ["GPEIOptions", "GPEI", "Suggestion", "thin_subset", "torch_threads"]
 
 NOISY_ACQFS = ("ei", "aei", "nei")
 PENDING_RULES = ("fantasies", "believer")
@@ -120,6 +129,7 @@ class GPEIOptions:
     restart_every: int = 5  # fit also from the prior's starting points every this many observations
     n_best: int = 5  # best observations whose perturbations seed the acquisition search
     max_model_points: int | None = 1000  # model at most this many observations (see model_subset)
+    max_fit_points: int | None = 200  # fit the hyperparameters on at most this many of them (thin_subset)
     threads: int | None = 1  # torch threads while suggesting (None: leave torch's setting)
     prior: GPPrior = field(default_factory=GPPrior)
     optimize: OptimizeOptions = field(default_factory=OptimizeOptions)
@@ -150,8 +160,15 @@ class GPEIOptions:
                 isinstance(self.max_model_points, bool) or not isinstance(self.max_model_points, (int, np.integer))
                 or self.max_model_points < 4):
             raise ValueError(
-                f"GP-EI: 'max_model_points' must be None or an int >= 4, got {self.max_model_points!r}; "
+                f"{self.label}: 'max_model_points' must be None or an int >= 4, got {self.max_model_points!r}; "
                 f"use e.g. 1000, or None to model every observation"
+            )
+        if self.max_fit_points is not None and (
+                isinstance(self.max_fit_points, bool) or not isinstance(self.max_fit_points, (int, np.integer))
+                or self.max_fit_points < 4):
+            raise ValueError(
+                f"{self.label}: 'max_fit_points' must be None or an int >= 4, got {self.max_fit_points!r}; "
+                f"use e.g. 200 (the default), or None to fit the hyperparameters on every modelled observation"
             )
         for name, low in (("refit_all_until", 0), ("refit_every", 1), ("fit_maxiter", 1),
                           ("fit_maxiter_large", 1), ("restart_every", 1), ("n_best", 1), ("n_fantasies", 1)):
@@ -164,6 +181,10 @@ class GPEIOptions:
         self.prior.validate()
         self.optimize.validate()
 
+    @property
+    def label(self) -> str:
+        return "GP-EI"
+
     def as_dict(self) -> dict:
         return asdict(self)
 
@@ -173,6 +194,31 @@ class GPEIOptions:
         d["prior"] = GPPrior(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["prior"].items()})
         d["optimize"] = OptimizeOptions(**d["optimize"])
         return cls(**d)
+
+
+def thin_subset(values: np.ndarray, ok: np.ndarray, cap: int | None) -> np.ndarray:
+    """Mask ``(n,)`` of at most ``cap`` of the usable (``ok``) points: all of them when there
+    are at most ``cap``; else the ``cap // 2`` with the least ``values`` (ties: the older
+    first) and ``cap - cap // 2`` of the other usable ones evenly spaced in arrival order (the
+    oldest and the newest of them included). Deterministic: no random draw.
+
+    Args:
+        values: ``(n,)`` losses or targets (lower is better; only the ``ok`` ones are read).
+        ok: ``(n,)`` which points may be chosen.
+        cap: the most points kept; ``None`` keeps every usable one.
+    """
+    ok = np.asarray(ok, dtype=bool)
+    idx = np.flatnonzero(ok)
+    if cap is None or len(idx) <= cap:
+        return ok.copy()
+    order = idx[np.argsort(np.asarray(values, dtype=float)[idx], kind="stable")]
+    best = order[: cap // 2]
+    rest = np.sort(order[cap // 2:])
+    keep = rest[np.linspace(0, len(rest) - 1, cap - len(best)).round().astype(np.int64)]
+    mask = np.zeros(len(ok), dtype=bool)
+    mask[best] = True
+    mask[keep] = True
+    return mask
 
 
 @dataclass
@@ -234,25 +280,24 @@ class GPEI:
         or beyond ``max_model_points`` of them a subset of that size: the half with the least
         losses (where the search is) and the rest of the usable ones thinned evenly in arrival
         order (early, exploratory points keep the global picture). Deterministic, no random
-        draws: suggesting and recommending see the same subset."""
+        draws: suggesting and recommending see the same subset (:func:`thin_subset`)."""
         cap = self.options.max_model_points
-        idx = np.flatnonzero(ok)
-        if cap is None or len(idx) <= cap:
+        if cap is None or int(np.count_nonzero(ok)) <= cap:
             return ok
-        order = idx[np.argsort(loss[idx], kind="stable")]
-        best = order[: cap // 2]
-        rest = np.sort(order[cap // 2:])
-        keep = rest[np.linspace(0, len(rest) - 1, cap - len(best)).round().astype(np.int64)]
-        mask = np.zeros(len(ok), dtype=bool)
-        mask[best] = True
-        mask[keep] = True
-        return mask
+        return thin_subset(loss, ok, cap)
+
+    def fit_subset(self, y: np.ndarray) -> np.ndarray:
+        """Mask ``(n,)`` of the modelled points ``y (n,)`` the hyperparameters are fitted on:
+        all of them, or beyond ``max_fit_points`` a subset of that size by the rule of
+        :meth:`model_subset` (:func:`thin_subset`; the least targets are the least losses)."""
+        return thin_subset(y, np.ones(len(y), dtype=bool), self.options.max_fit_points)
 
     def fit(self, U: np.ndarray, y: np.ndarray, force: bool = False,
             n_seen: int | None = None) -> tuple[GP, bool, bool]:
         """The model of ``(U (n, D), y (n,))``: returns ``(gp, refitted, fit_ok)``.
         ``n_seen``: observations so far when the model holds a subset of them (the refit
-        schedule counts these; default ``n``)."""
+        schedule counts these; default ``n``). A refit sees at most ``max_fit_points`` of the
+        points (:meth:`fit_subset`); the GP is conditioned on all ``n``."""
         n, D = (len(y) if n_seen is None else int(n_seen)), len(self.dims)
         prior = self.options.prior
         warm = self.theta if self.theta is not None and len(self.theta) == D + 2 else None
@@ -264,7 +309,8 @@ class GPEI:
             fresh = warm is None or (not large and n - self.n_at_restart >= self.options.restart_every)
             starts = ([] if warm is None else [warm]) + (
                 [prior.default_theta(D), prior.short_theta(D)] if fresh else [])
-            result = fit_map(U, y, self.levels, prior, starts, fallback=warm,
+            sub = self.fit_subset(y)
+            result = fit_map(U[sub], y[sub], self.levels, prior, starts, fallback=warm,
                              maxiter=self.options.fit_maxiter_large if large else self.options.fit_maxiter)
             theta, fit_ok = result.theta, result.ok
             self.n_at_fit = n

@@ -373,6 +373,13 @@ class KGOptions(GPEIOptions):
     * ``n_sobol``: Sobol points in ``C`` (rounded up to a power of two; 0 for none).
     * ``n_neighbours``: perturbations of the incumbents in ``C``.
     * ``mean_optimize``: the search for the posterior mean's minimiser (added to ``C``).
+    * ``max_model_points`` (default 500, GP-EI's is 1000) and ``max_fit_points`` (200, as
+      GP-EI): the model holds at most 500 observations (the best half and an even thinning of
+      the rest, :meth:`GPEI.model_subset`) and the hyperparameters are fitted on at most 200 of
+      them. A KG suggestion costs ``O(s (n^2 + n m))`` per batch of ``s`` points with ``m >= n``
+      candidates: with a 1000-point model it took 0.92 s (p50) and 1.24 s (p95) on this
+      machine, with 500 points well under 1 s (issue #21; BENCHMARKS.md, "Suggestion cost by
+      history size"). Below 200 (fit) and 500 (model) observations nothing changes.
     * ``decision_set``: which ``C`` (see the module docstring): ``"wide"`` (the evaluated and
       running points, Sobol points, the mean's minimiser, perturbations of the incumbents),
       ``"observed"`` (the evaluated and running points only: Scott et al.'s KGCP) or
@@ -380,10 +387,15 @@ class KGOptions(GPEIOptions):
       even, ``"observed"`` when it is odd).
     """
     optimize: OptimizeOptions = field(default_factory=_kg_optimize)
+    max_model_points: int | None = 500  # KG costs ~n / m times LogEI per point: a smaller model than GP-EI's
     n_sobol: int = 128
     n_neighbours: int = 32
     mean_optimize: OptimizeOptions = field(default_factory=_mean_optimize)
     decision_set: str = "alternate"
+
+    @property
+    def label(self) -> str:
+        return "KG"
 
     def validate(self) -> None:
         super().validate()
