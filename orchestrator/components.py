@@ -28,10 +28,10 @@ from search_algs.errors import SpaceError, describe_value
 _SEARCHER_ARGS = ("space", "metric", "mode", "seed", "points_to_evaluate")
 _SCHEDULER_ARGS = ("state_path",)
 # Several objectives or constraints (ExperimentSpec.pareto): the searchers and schedulers that
-# rank trials by Pareto dominance and feasibility. "tpe" and "random" build
-# search_algs.multi_objective.MultiObjectiveSearch (MOTPE / random draws); "asha" ranks a rung by
-# non-dominated rank. gp-ei, kg, pbt and hyperband are refused by ExperimentSpec.validate.
-PARETO_SEARCHERS = ("random", "tpe")
+# rank trials by Pareto dominance and feasibility. "tpe", "gp-ei" and "random" build
+# search_algs.multi_objective.MultiObjectiveSearch (MOTPE / ParEGO GP-EI / random draws); "asha" ranks a
+# rung by non-dominated rank. kg, pbt and hyperband are refused by ExperimentSpec.validate.
+PARETO_SEARCHERS = ("random", "tpe", "gp-ei")
 PARETO_SCHEDULERS = ("fifo", "asha")
 # Names other libraries give our options (Optuna, hyperopt); Ray's scheduler names are accepted as they are.
 _ALIASES = {"n_startup_trials": "n_startup",
@@ -90,7 +90,7 @@ def build_searcher(spec: Any) -> tuple[Any, dict]:
 
 
 def _pareto_searcher(spec: Any, options: dict) -> Any:
-    """``search: tpe|random`` with several objectives or constraints: the multi-objective searcher."""
+    """``search: tpe|gp-ei|random`` with several objectives or constraints: the multi-objective searcher."""
     from search_algs.multi_objective import MultiObjectiveSearch
 
     _refuse_reserved("search_options", options, _SEARCHER_ARGS + ("constraints", "algorithm"),
@@ -107,7 +107,9 @@ def _pareto_searcher(spec: Any, options: dict) -> Any:
 def build_scheduler(spec: Any, experiment_path: str | None = None) -> Any:
     """The scheduler for ``spec``. Ours keep their state in ``<experiment_path>/<name>-state.json``
     (Tune never saves a scheduler's state); ``experiment_path=None`` (validation) gives them none."""
-    from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+    from ray.tune.schedulers import TrialScheduler
+
+    from schedulers.fifo import FIFOScheduler  # Tune's, choosing the next trial in O(trials in flight)
 
     scheduler = spec.scheduler
     if scheduler is None:

@@ -371,7 +371,7 @@ class ExperimentSpec:
                 not isinstance(search, str) and type(search).__name__ != "MultiObjectiveSearch"):
             raise SpecError(f"search: {name!r} cannot tune {what} (it ranks trials by one number); the "
                             f"searchers that can are {list(PARETO_SEARCHERS)}: write search: tpe "
-                            f"(multi-objective TPE) or search: random")
+                            f"(multi-objective TPE), search: gp-ei (ParEGO GP-EI) or search: random")
         scheduler = self.scheduler
         sname = scheduler if isinstance(scheduler, str) or scheduler is None else type(scheduler).__name__
         if (isinstance(scheduler, str) and scheduler not in PARETO_SCHEDULERS) or (
