@@ -107,14 +107,30 @@ def main(argv: list[str] | None = None) -> int:
             os.environ.setdefault("MLFLOW_WORKERS", "1")
             os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
             address = f"http://{args.host}:{args.port}"
-            # MLflow 3's UI opens in its GenAI view unless told otherwise (orchestrator/tracking:
-            # our experiments are tagged as model training; this parameter covers UIs that ignore it).
-            print(f"MLflow UI: {address}  (runs view: {address}/#/?workflowType=machine_learning)", flush=True)
+            print(f"MLflow UI: {address}", flush=True)
+            for name, url in _experiment_links(args.tracking_uri, address):
+                print(f"  {name}: {url}", flush=True)
             os.execv(command[0], command)
     except USER_ERRORS as exc:
         print(f"tuneorch: error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _experiment_links(tracking_uri: str, address: str, most: int = 8) -> list[tuple[str, str]]:
+    """``(name, runs page URL)`` of the store's most recently updated experiments. MLflow 3's UI
+    opens its GenAI view at the bare address; an experiment's page with
+    ``workflowType=machine_learning`` shows its runs (the home page with that parameter did not).
+    Nothing when the store cannot be read here: the UI still starts."""
+    try:
+        from mlflow import MlflowClient
+
+        experiments = MlflowClient(tracking_uri).search_experiments(
+            max_results=most, order_by=["last_update_time DESC"])
+    except Exception:  # noqa: BLE001 - links are a convenience; MLflow says what is wrong
+        return []
+    return [(e.name, f"{address}/#/experiments/{e.experiment_id}?workflowType=machine_learning")
+            for e in experiments if e.name != "Default"]
 
 
 def _check_experiment_folder(path: str, verb: str = "export") -> None:

@@ -50,6 +50,7 @@ from schedulers import _ray_private
 from schedulers._results import MetricTypeError, MissingMetricError, result_number, user_keys
 from schedulers.core.decisions import Action, Decision, Status
 from schedulers.core.state_file import write_json_atomic
+from schedulers.fifo import TrialScan
 from search_algs.errors import TuneorchError
 
 if TYPE_CHECKING:
@@ -268,21 +269,22 @@ class TuneorchScheduler(TrialScheduler):
     def on_trial_complete(self, tune_controller: "TuneController", trial: Trial, result: dict) -> None:
         self._ensure_core(tune_controller, trial)
         self._leave(tune_controller, trial, "complete")
-        self._persist(force=_last_one(tune_controller, trial))
+        self._persist(force=_last_one(self._trial_scan, tune_controller, trial))
 
     def on_trial_error(self, tune_controller: "TuneController", trial: Trial) -> None:
         self._ensure_core(tune_controller, trial)
         self._leave(tune_controller, trial, "error")
-        self._persist(force=_last_one(tune_controller, trial))
+        self._persist(force=_last_one(self._trial_scan, tune_controller, trial))
 
     def on_trial_remove(self, tune_controller: "TuneController", trial: Trial) -> None:
         self._ensure_core(tune_controller, trial)
         self._leave(tune_controller, trial, "remove")
-        self._persist(force=_last_one(tune_controller, trial))
+        self._persist(force=_last_one(self._trial_scan, tune_controller, trial))
 
     def choose_trial_to_run(self, tune_controller: "TuneController") -> Trial | None:
         self._persist(force=False)  # catch up on throttled writes (called on every Tune loop)
-        trials = tune_controller.get_trials()
+        # Only the trials that may still run: the scan skips the ended ones (schedulers/fifo.py).
+        trials = self._trial_scan.unended(tune_controller.get_trials())
         if self.HOLDS_PAUSED and self._core is not None:
             chosen = self._promote(tune_controller, trials)
             if chosen is not None:
@@ -295,6 +297,14 @@ class TuneorchScheduler(TrialScheduler):
                 if trial.status == Trial.PAUSED:
                     return trial
         return None
+
+    @property
+    def _trial_scan(self) -> TrialScan:
+        # Made on first use: a scheduler unpickled from an older experiment's tuner.pkl has none.
+        scan = self.__dict__.get("_scan")
+        if scan is None:
+            scan = self.__dict__["_scan"] = TrialScan()
+        return scan
 
     def save(self, checkpoint_path: str) -> None:
         self._ensure_core(None, None)
@@ -454,11 +464,11 @@ class TuneorchScheduler(TrialScheduler):
 # ---- helpers ------------------------------------------------------------------------------------
 
 
-def _last_one(tune_controller: Any, ending: Trial) -> bool:
+def _last_one(scan: TrialScan, tune_controller: Any, ending: Trial) -> bool:
     """Whether ``ending`` is the last unfinished trial (then the state is written at once: no
     later hook would catch up on a throttled write)."""
     try:
-        trials = tune_controller.get_trials()
+        trials = scan.unended(tune_controller.get_trials())
     except Exception:  # noqa: BLE001 - without a controller, err on the side of writing
         return True
     return all(t is ending or t.status in (Trial.TERMINATED, Trial.ERROR) for t in trials)

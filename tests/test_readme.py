@@ -452,7 +452,7 @@ class ReadmeSession:
                         f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/search",
                         data=json.dumps({"max_results": 100}).encode(), headers={"Content-Type": "application/json"})
                     with urllib.request.urlopen(request, timeout=5) as answer:
-                        names = {e["name"] for e in json.load(answer).get("experiments", [])}
+                        names = {e["name"]: e["experiment_id"] for e in json.load(answer).get("experiments", [])}
                         break
                 except OSError:
                     time.sleep(0.5)
@@ -470,6 +470,10 @@ class ReadmeSession:
         output = (self.folder / f"ui-{port}.log").read_text(errors="replace")[-3000:]
         assert names is not None, f"{where}: the UI never answered (exit {proc.returncode}):\n{output}"
         assert "digits-mlp" in names, f"{where}: the UI does not show the run's experiment: {names}"
+        # The link it prints opens that experiment's runs (not MLflow 3's GenAI home page).
+        link = f"digits-mlp: http://127.0.0.1:{port}/#/experiments/{names['digits-mlp']}?workflowType=machine_learning"
+        assert link in (self.folder / f"ui-{port}.log").read_text(errors="replace"), \
+            f"{where}: no link to the experiment's runs page:\n{output}"
 
     def python(self, block: Block) -> None:
         code = block.text
