@@ -10,6 +10,7 @@ Examples::
     python -m benchmarks pbt --seeds 5
     python -m benchmarks scale --trials 2000 --results 10 --sleep 0.1 --concurrency 8
     python -m benchmarks list
+    python -m benchmarks multi-objective --problems zdt1_d6,branin_currin_c --seeds 10 --budget 100
     python -m benchmarks report bench-results/quick-.../results.json
     python -m benchmarks merge --out bench-results/both bench-results/a/results.json bench-results/b/results.json
     python -m benchmarks run --suite real --optimizers gp-ei --seeds 5 --first-seed 5   # seeds 5-9
@@ -159,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     mrg = sub.add_parser("merge", help="merge several results.json(.gz) of `run` into one result set")
     mrg.add_argument("--out", required=True, help="output directory (results.json and results.md)")
     mrg.add_argument("results", nargs="+")
+
+    from benchmarks import multi_objective
+
+    multi_objective.add_parser(sub)  # python -m benchmarks multi-objective (issue #22)
     return ap
 
 
@@ -221,6 +226,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.cmd == "scale":
         return _scale(args, command)
+
+    if args.cmd == "multi-objective":
+        from benchmarks import multi_objective
+
+        return multi_objective.main(args, command)
 
     try:
         if args.cmd == "run":
