@@ -26,7 +26,9 @@ Both Optuna samplers run through ``study.ask`` / ``study.tell`` with the space t
 :mod:`benchmarks.peers`. BoTorch's qLogNEHVI is not run: its single-objective qLogNEI already costs
 0.6-1 CPU s per suggestion on these machines (BENCHMARKS.md, "Tiers"), hours for a full grid.
 
-Ablation, run only when named: ``motpe-g10``, our core with ``gamma_fraction=0.10``.
+Run only when named: ``motpe-g10``, our core with ``gamma_fraction=0.10`` (an ablation), and
+``gp-ei``, our ParEGO GP (:class:`search_algs.core.mo_gp.MOGP`; its constraint GP models the
+problem's constraint value), which costs ~0.1-0.3 CPU s per suggestion.
 ``--render A.json[.gz] B.json[.gz] ...`` merges result sets (e.g. one process per problem) and
 prints their report (:func:`merge`, :func:`render`).
 
@@ -79,23 +81,37 @@ class OursMO(MOOptimizer):
 
         self.space, self.m, self.algorithm = problem.space, problem.n_obj, algorithm
         self.rng = np.random.default_rng(seed)
-        self.core = MOTPE(self.space.dims(), TPEOptions(**options)) if algorithm == "tpe" else None
+        if algorithm == "tpe":
+            self.core = MOTPE(self.space.dims(), TPEOptions(**options))
+        elif algorithm == "gp-ei":
+            from search_algs.core.mo_gp import MOGP
+
+            self.core = MOGP(self.space.dims())
+        else:
+            self.core = None
         self.flats: list[dict] = []
         self.Y: list[np.ndarray] = []  # (m,) each
         self.violation: list[float] = []
+        self.constraint: list[float] = []  # the problem's constraint values, when it has one
 
     def ask(self) -> tuple[None, dict]:
         if self.core is None or len(self.flats) < N_STARTUP:
             return None, self.space.sample_flat(self.rng)
         X = self.space.encode_flats(self.flats)  # (n, d)
         Y = np.array(self.Y, dtype=float).reshape(-1, self.m)  # (n, m)
-        u = self.core.suggest(X, Y, self.rng, violation=self.violation)
+        if self.algorithm == "gp-ei":  # ParEGO: one GP per constraint models its value (<= 0 feasible)
+            constraints = None if not self.constraint else np.array(self.constraint, dtype=float).reshape(-1, 1)
+            u = self.core.suggest(X, Y, self.rng, violation=self.violation, constraint_values=constraints)
+        else:
+            u = self.core.suggest(X, Y, self.rng, violation=self.violation)
         return None, self.space.decode_unit(u)
 
     def tell(self, token: Any, observed: np.ndarray, constraint: float | None, flat: dict | None = None) -> None:
         self.flats.append(flat)
         self.Y.append(np.asarray(observed, dtype=float))
         self.violation.append(0.0 if constraint is None else max(0.0, float(constraint)))
+        if constraint is not None:
+            self.constraint.append(float(constraint))
 
 
 class OptunaMO(MOOptimizer):
@@ -164,6 +180,9 @@ DEFAULT_OPTIMIZERS = tuple(OPTIMIZERS)
 OPTIMIZERS["motpe-g10"] = MOSpec("motpe-g10", "ours", "our MOTPE core with gamma_fraction=0.10 (Optuna's "
                                  "multi-objective ceil(0.1 n) up to the cap of 25)",
                                  lambda p, s: OursMO(p, s, "tpe", gamma_fraction=0.10))
+OPTIMIZERS["gp-ei"] = MOSpec("gp-ei", "ours", "our ParEGO GP (search_algs.core.mo_gp: a random augmented-Chebyshev "
+                             "scalarisation per suggestion, GP-EI, probability of feasibility), 10 random start-up "
+                             "points", lambda p, s: OursMO(p, s, "gp-ei"))
 
 
 # ---- one run --------------------------------------------------------------------------------------
