@@ -50,8 +50,9 @@ run: $(STAMP)
 
 # Unit, numerics and integration tests (real Ray, real MLflow server, real PostgreSQL), slow ones
 # included, then the quick benchmark tier as a smoke test (it must finish and write its tables).
+# PYTHONFAULTHANDLER: a crash, also after pytest's summary, prints every thread's Python stack.
 test: install
-	$(BIN)/python -m pytest
+	PYTHONFAULTHANDLER=1 $(BIN)/python -m pytest
 	$(BIN)/python -m benchmarks run --suite quick --out $(VENV)/bench-smoke
 
 bench-quick: install

@@ -589,3 +589,29 @@ def test_a_resumed_trial_records_each_result_of_its_history_once_whatever_its_st
     got = sorted(_client(sqlite_uri).get_metric_history(run.info.run_id, "Q"), key=lambda m: m.timestamp)
     assert [(m.step, m.value) for m in got] == [(1, 0.1), (2, 0.2), (3, 0.3), (4, 0.4), (3, 0.35),
                                                 (4, 0.45), (3, 0.36)]
+
+
+def test_threads_of_a_session_left_open_are_stopped_at_exit(tmp_path):
+    """A process that started a tracker and never finished it (a run that raised) stops the
+    sender and fdatasync threads at exit, before the interpreter tears down (daemon threads
+    waking during teardown can crash it), and exits 0."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import atexit, threading
+        # Registered first, so it runs after tuneorch's handler (atexit runs in reverse order).
+        atexit.register(lambda: print("alive at exit:", sorted(t.name for t in threading.enumerate()
+                                                         if t.name in ("mlflow-outbox-sender", "outbox-fdatasync"))))
+        from orchestrator.tracking import MLflowTracking
+        tracker = MLflowTracking("sqlite:///{tmp_path}/mlflow.db", "left-open", outbox_dir="{tmp_path}/ob")
+        tracker.start()
+        print("started:", sorted(t.name for t in threading.enumerate()
+                                 if t.name in ("mlflow-outbox-sender", "outbox-fdatasync")))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=str(tmp_path), env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "started: ['mlflow-outbox-sender', 'outbox-fdatasync']" in done.stdout, done.stdout
+    assert "alive at exit: []" in done.stdout, done.stdout

@@ -30,6 +30,7 @@ sender retries on its own anyway.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -200,6 +201,23 @@ class _Session:
 
 _SESSIONS: dict[str, _Session] = {}
 _SESSIONS_LOCK = threading.RLock()
+
+
+@atexit.register
+def _stop_open_sessions() -> None:
+    """At interpreter exit, stop the sender and fdatasync threads of sessions still open (a run
+    that raised before ``finish``, a tracker never finished). They are daemon threads that wake up
+    on their own (the sender every second): one running while the interpreter tears its modules
+    down can crash the process (a segfault after the last line of a pytest run was seen once).
+    Their records are in the outbox: the next ``start()`` on it delivers them."""
+    with _SESSIONS_LOCK:
+        sessions = list(_SESSIONS.values())
+    for session in sessions:
+        try:
+            session.sender.stop(2.0)
+            session.writer.close()
+        except Exception:  # noqa: BLE001 - exiting: nothing left to report to
+            pass
 
 
 @dataclass
