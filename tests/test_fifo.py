@@ -36,7 +36,8 @@ def test_the_scan_chooses_what_tunes_fifo_chooses_over_a_random_run():
         assert ours.choose_trial_to_run(controller) is tunes.choose_trial_to_run(controller)
         steps += 1
     assert ours.choose_trial_to_run(controller) is None and steps > 100
-    assert ours._scan._ended == 400  # the whole list is the ended head now
+    head = next((i for i, t in enumerate(trials) if t.status != Trial.TERMINATED), len(trials))
+    assert ours._scan._ended == head  # the terminated head of the list is never scanned again
 
 
 def test_a_new_trial_list_is_scanned_afresh_and_the_scan_is_not_pickled():
@@ -47,3 +48,14 @@ def test_a_new_trial_list_is_scanned_afresh_and_the_scan_is_not_pickled():
     assert scan.first(second, Trial.PENDING) is second[0] and scan.unended(second) == second
     again = pickle.loads(pickle.dumps(FIFOScheduler()))
     assert again._scan._trials is None and again._scan._ended == 0
+
+
+def test_a_retried_failure_is_not_skipped():
+    """Tune retries a failed trial by setting it to ERROR, telling the scheduler (which may scan
+    then), and setting it to PENDING: it must still be found."""
+    trials = [SimpleNamespace(status=Trial.TERMINATED), SimpleNamespace(status=Trial.ERROR),
+              SimpleNamespace(status=Trial.RUNNING)]
+    scan = TrialScan()
+    assert scan.unended(trials) == trials[1:]  # during the scheduler's on_trial_error
+    trials[1].status = Trial.PENDING  # Tune's _requeue_trial
+    assert scan.first(trials, Trial.PENDING) is trials[1]
