@@ -21,7 +21,7 @@ from search_algs.base import SpaceSearcher
 from search_algs.core.gp import GPNumericalError
 from search_algs.core.gp_ei import GPEI, GPEIOptions
 from search_algs.space import Space
-from search_algs.tpe import _EncodedHistory
+from search_algs.tpe import encoded_history
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ class GPEISearch(SpaceSearcher):
         self._core: Any = None
         self._core_space: Space | None = None
         self._core_state: dict | None = None  # restored state, loaded into the next core built
-        self._encoded: _EncodedHistory | None = None  # unit vectors of the history (a cache)
+        self._encoded = None  # unit vectors of the history, a cache (search_algs.tpe.encoded_history)
 
     @classmethod
     def _options_from_mapping(cls, given: Mapping) -> Any:
@@ -179,16 +179,7 @@ class GPEISearch(SpaceSearcher):
         return self._encoded_history().copy(), [obs.loss for obs in self.history], pending
 
     def _encoded_history(self) -> np.ndarray:
-        """``(n, D)`` unit vectors of ``self.history``, each observation encoded once (TPE's
-        cache, :class:`search_algs.tpe._EncodedHistory`: encoding the whole history on every
-        suggestion cost ~0.1 s at n = 10,000); rebuilt when the history is not the cached one
-        extended at its end (restore, another space)."""
-        history, cache = self.history, getattr(self, "_encoded", None)  # absent in old pickles
-        if (cache is None or cache.space is not self.space or len(cache.obs) > len(history)
-                or any(a is not b for a, b in zip(cache.obs, history))):
-            cache = self._encoded = _EncodedHistory(self.space)
-        cache.extend(history)
-        return cache.X
+        return encoded_history(self)  # TPE's cache of encoded observations
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()

@@ -112,16 +112,7 @@ class TPESearch(SpaceSearcher):
         return space.decode_unit(u)
 
     def _encoded_history(self) -> np.ndarray:
-        """``(n, d)`` unit vectors of ``self.history``. Each observation is encoded once and
-        kept (encoding all of them on every call dominated the cost of a suggestion at
-        n = 1000), new ones in one batch (``Space.encode_flats``); the cache is rebuilt whenever the history is not the one it
-        was built from extended at its end (restore, another space), checked by identity."""
-        history, cache = self.history, getattr(self, "_encoded", None)  # absent in old pickles
-        if (cache is None or cache.space is not self.space or len(cache.obs) > len(history)
-                or any(a is not b for a, b in zip(cache.obs, history))):
-            cache = self._encoded = _EncodedHistory(self.space)
-        cache.extend(history)
-        return cache.X
+        return encoded_history(self)
 
     # ---- persistence: the options travel with the snapshot --------------------------------
 
@@ -139,6 +130,20 @@ class TPESearch(SpaceSearcher):
         state = self.__dict__.copy()
         state["_encoded"] = None  # a cache: rebuilt from the history on the next suggestion
         return state
+
+
+def encoded_history(searcher: Any) -> np.ndarray:
+    """``(n, d)`` unit vectors of ``searcher.history`` (TPE and GP-EI). Each observation is
+    encoded once and kept in ``searcher._encoded`` (encoding all of them on every call dominated
+    the cost of a suggestion at n = 1000), new ones in one batch (``Space.encode_flats``); the
+    cache is rebuilt whenever the history is not the one it was built from extended at its end
+    (restore, another space), checked by identity."""
+    history, cache = searcher.history, getattr(searcher, "_encoded", None)  # absent in old pickles
+    if (cache is None or cache.space is not searcher.space or len(cache.obs) > len(history)
+            or any(a is not b for a, b in zip(cache.obs, history))):
+        cache = searcher._encoded = _EncodedHistory(searcher.space)
+    cache.extend(history)
+    return cache.X
 
 
 class _EncodedHistory:

@@ -67,6 +67,7 @@ from search_algs.core.acquisition import LogEI, resolve_noise
 from search_algs.core.dims import Dim
 from search_algs.core.gp import DTYPE, GP, model_targets, standardise
 from search_algs.core.gp_ei import GPEI, GPEIOptions, torch_threads
+from search_algs.core.motpe import _unit_rows  # one check of unit-vector arrays for both cores
 from search_algs.core.optimizer import canonical, optimize_acqf
 from search_algs.core.pareto import Constraint
 
@@ -189,16 +190,6 @@ class MOGPOptions:
         return cls(**d)
 
 
-def _unit_rows(X: np.ndarray, d: int, name: str) -> np.ndarray:
-    X = np.asarray(X, dtype=float)
-    if X.size == 0:
-        X = X.reshape(0, d)
-    if X.ndim != 2 or X.shape[1] != d:
-        raise ValueError(f"MOGP: '{name}' must be a 2-D array of unit vectors with {d} columns, got "
-                         f"shape {X.shape}; encode points with Space.encode_flat")
-    return X
-
-
 class MOGP:
     """ParEGO (random augmented-Chebyshev scalarisations, GP-EI on each) with constraints by
     probability of feasibility from one GP per constraint.
@@ -251,14 +242,14 @@ class MOGP:
             pending: ``(p, D)`` running points.
         """
         D = len(self.dims)
-        X = _unit_rows(X, D, "X")
+        X = _unit_rows(X, D, "X", "MOGP")
         n = X.shape[0]
         Y = np.asarray(Y, dtype=float)
         if Y.ndim != 2 or Y.shape[0] != n or Y.shape[1] < 1:
             raise ValueError(f"MOGP: 'Y' must be a 2-D array (n, m) with one row per row of X ({n}), got shape "
                              f"{Y.shape}; pass the losses as Y.reshape(n, m)")
         C = self._slacks(n, violation, constraint_values)  # (n, k)
-        pending = _unit_rows(np.zeros((0, D)) if pending is None else pending, D, "pending")
+        pending = _unit_rows(np.zeros((0, D)) if pending is None else pending, D, "pending", "MOGP")
         ok = np.all(np.isfinite(Y), axis=1)
         if n < self.options.n_startup or ok.sum() < 2:
             self.last = {"startup": True}

@@ -97,12 +97,12 @@ def split_good_bad_mo(
     return good_idx, bad_idx
 
 
-def _unit_rows(X: np.ndarray, d: int, name: str) -> np.ndarray:
+def _unit_rows(X: np.ndarray, d: int, name: str, who: str = "MOTPE") -> np.ndarray:
     X = np.asarray(X, dtype=float)
     if X.size == 0:
         X = X.reshape(0, d)
     if X.ndim != 2 or X.shape[1] != d:
-        raise ValueError(f"MOTPE: '{name}' must be a 2-D array of unit vectors with {d} columns, got "
+        raise ValueError(f"{who}: '{name}' must be a 2-D array of unit vectors with {d} columns, got "
                          f"shape {X.shape}; encode points with Space.encode_flat")
     return X
 
